@@ -1,0 +1,259 @@
+"""The driver interface: declared attributes, components and driver types."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from drivers._units import magnitude_in, to_seconds
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+class AttrError(ValueError):
+    """A value does not fit a declared attribute (or the attribute is unknown/read-only)."""
+
+
+class TaskError(ValueError):
+    """A task (technique, parameters, sampling interval) cannot run on a driver."""
+
+
+@dataclass(frozen=True)
+class Attr:
+    """A declared attribute of a component: typed, optionally unit-aware and bounded."""
+
+    type: type
+    units: str | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    options: tuple | None = None
+    rw: bool = False
+    status: bool = False
+
+    def coerce(self, name: str, value: Any) -> Any:
+        """``value`` converted to this attribute's type and units; raise :class:`AttrError`."""
+        if self.type is bool:
+            result: Any = self._to_bool(name, value)
+        elif self.type in (int, float):
+            result = self._to_number(name, value)
+        elif self.type is str:
+            if not isinstance(value, str):
+                raise AttrError(
+                    f"attr {name!r}: expected str, got {type(value).__name__} {value!r}"
+                )
+            result = value
+        else:
+            try:
+                result = self.type(value)
+            except Exception as exc:
+                raise AttrError(f"attr {name!r}: cannot convert {value!r}: {exc}") from None
+        if self.options is not None and result not in self.options:
+            allowed = ", ".join(repr(o) for o in self.options)
+            raise AttrError(f"attr {name!r}: {value!r} is not one of {allowed}")
+        return result
+
+    def _to_bool(self, name: str, value: Any) -> bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise AttrError(f"attr {name!r}: expected bool, got {type(value).__name__} {value!r}")
+
+    def _to_number(self, name: str, value: Any) -> int | float:
+        tname = self.type.__name__
+        try:
+            number = magnitude_in(value, self.units)
+        except ValueError as exc:
+            raise AttrError(f"attr {name!r}: expected {tname}{self._in_units()}, {exc}") from None
+        if math.isnan(number):
+            raise AttrError(f"attr {name!r}: {value!r} is not a number")
+        suffix = f" {self.units}" if self.units else ""
+        if self.minimum is not None and number < magnitude_in(self.minimum, self.units):
+            raise AttrError(f"attr {name!r}: {value!r} is below the minimum {self.minimum}{suffix}")
+        if self.maximum is not None and number > magnitude_in(self.maximum, self.units):
+            raise AttrError(f"attr {name!r}: {value!r} is above the maximum {self.maximum}{suffix}")
+        if self.type is int:
+            if not number.is_integer():
+                raise AttrError(f"attr {name!r}: expected int{self._in_units()}, got {value!r}")
+            return int(number)
+        return number
+
+    def _in_units(self) -> str:
+        return f" in {self.units}" if self.units else ""
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able description of this attribute."""
+        return {
+            "type": self.type.__name__,
+            "units": self.units,
+            "minimum": self.minimum,
+            "maximum": self.maximum,
+            "options": list(self.options) if self.options is not None else None,
+            "rw": self.rw,
+            "status": self.status,
+        }
+
+
+class ComponentBase:
+    """One addressable channel of a device.
+
+    Subclasses declare ``attr_defs`` (name -> :class:`Attr`), ``defaults`` (initial attr
+    values), ``techniques`` (capabilities) and ``measured_units`` (units of measured
+    quantities that are not attrs), and implement :meth:`measure`.
+    """
+
+    attr_defs: ClassVar[dict[str, Attr]] = {}
+    defaults: ClassVar[dict[str, Any]] = {}
+    techniques: ClassVar[frozenset[str]] = frozenset()
+    measured_units: ClassVar[dict[str, str | None]] = {}
+
+    def __init__(self, address: str, channel: str, settings: dict[str, Any]):
+        self.address = address
+        self.channel = channel
+        self.settings = dict(settings)
+        self._values: dict[str, Any] = {}
+        self.reset()
+
+    @classmethod
+    def attrs(cls) -> dict[str, Attr]:
+        """The declared attributes."""
+        return dict(cls.attr_defs)
+
+    @classmethod
+    def capabilities(cls) -> set[str]:
+        """The technique names this component can run."""
+        return set(cls.techniques)
+
+    @classmethod
+    def units_of(cls, name: str) -> str | None:
+        """The units of a measured quantity or attribute, or None."""
+        if name in cls.measured_units:
+            return cls.measured_units[name]
+        attr = cls.attr_defs.get(name)
+        return attr.units if attr is not None else None
+
+    def constants(self) -> dict[str, Any]:
+        """Fixed facts about this component."""
+        return {"address": self.address, "channel": self.channel}
+
+    def _attr(self, name: str) -> Attr:
+        attrs = self.attrs()
+        if name not in attrs:
+            known = ", ".join(sorted(attrs)) or "none"
+            raise AttrError(f"unknown attr {name!r}; known: {known}")
+        return attrs[name]
+
+    def get_attr(self, name: str) -> Any:
+        """The current value of attribute ``name``."""
+        self._attr(name)
+        return self._values.get(name)
+
+    def check_attr(self, name: str, value: Any) -> Any:
+        """``value`` validated for settable attribute ``name``; nothing changes."""
+        attr = self._attr(name)
+        if not attr.rw:
+            raise AttrError(f"attr {name!r} is read-only")
+        return attr.coerce(name, value)
+
+    def set_attr(self, name: str, value: Any) -> Any:
+        """Validate and set attribute ``name``; return the stored value."""
+        coerced = self.check_attr(name, value)
+        self._write_attr(name, coerced)
+        return self._values.get(name, coerced)
+
+    def _write_attr(self, name: str, value: Any) -> None:
+        """Store a validated value (subclasses talking to hardware override this)."""
+        self._values[name] = value
+
+    def prepare_task(self, technique: str, params: dict[str, Any]) -> None:
+        """Called at task start: check the technique, then apply ``params`` as attrs.
+
+        All params are validated before any is applied, so on error nothing changes.
+        """
+        if technique not in self.capabilities():
+            known = ", ".join(sorted(self.capabilities())) or "none"
+            raise TaskError(f"unknown technique {technique!r}; available: {known}")
+        checked = {name: self.check_attr(name, value) for name, value in params.items()}
+        for name, value in checked.items():
+            self._write_attr(name, value)
+
+    def measure(self, technique: str, elapsed: float) -> dict[str, Any]:
+        """One sample of a running task, ``elapsed`` seconds after its start."""
+        raise NotImplementedError(f"{type(self).__name__} cannot measure {technique!r}")
+
+    def idle_measure(self) -> dict[str, Any]:
+        """A reading while no task runs (default: nothing)."""
+        return {}
+
+    def reset(self) -> None:
+        """Restore every attr to its default."""
+        self._values = {
+            name: self.attr_defs[name].coerce(name, value)
+            for name, value in self.defaults.items()
+            if name in self.attr_defs
+        }
+
+
+class DriverBase:
+    """One driver type: creates components and validates tasks."""
+
+    name: ClassVar[str] = ""
+    component_class: ClassVar[type[ComponentBase]] = ComponentBase
+    min_sampling_interval: ClassVar[float] = 0.001
+
+    def __init__(self, settings: dict[str, Any] | None = None):
+        self.settings: dict[str, Any] = dict(settings or {})
+
+    def check_address(self, address: str, channel: str) -> None:
+        """Raise ``ValueError`` if ``(address, channel)`` cannot be used (default: non-empty)."""
+        if not str(address).strip():
+            raise ValueError(f"driver {self.name!r}: empty address")
+        if not str(channel).strip():
+            raise ValueError(f"driver {self.name!r}: empty channel for address {address!r}")
+
+    def create_component(self, address: str, channel: str) -> ComponentBase:
+        """A new component for ``(address, channel)``; raise ``ValueError`` if unusable."""
+        address, channel = str(address), str(channel)
+        self.check_address(address, channel)
+        return self.component_class(address, channel, self.settings)
+
+    @classmethod
+    def validate_task(
+        cls, technique: str, params: dict[str, Any] | None, sampling_interval: Any
+    ) -> None:
+        """Raise :class:`TaskError` (one line) if the task cannot run on this driver type."""
+        comp = cls.component_class
+        techniques = comp.capabilities()
+        if technique not in techniques:
+            known = ", ".join(sorted(techniques)) or "none"
+            raise TaskError(
+                f"unknown technique {technique!r} for driver {cls.name!r}; available: {known}"
+            )
+        if params is not None and not isinstance(params, dict):
+            raise TaskError(f"task_params must be a mapping, got {type(params).__name__}")
+        attrs = comp.attrs()
+        for name, value in (params or {}).items():
+            if name not in attrs:
+                known = ", ".join(sorted(n for n, a in attrs.items() if a.rw)) or "none"
+                raise TaskError(
+                    f"unknown task parameter {name!r} for driver {cls.name!r}; known: {known}"
+                )
+            if not attrs[name].rw:
+                raise TaskError(f"task parameter {name!r} is read-only")
+            try:
+                attrs[name].coerce(name, value)
+            except AttrError as exc:
+                raise TaskError(f"invalid task parameter: {exc}") from None
+        try:
+            interval = to_seconds(sampling_interval)
+        except ValueError as exc:
+            raise TaskError(f"invalid sampling_interval: {exc}") from None
+        if interval < cls.min_sampling_interval:
+            raise TaskError(
+                f"sampling_interval {interval:g} s is below the minimum "
+                f"{cls.min_sampling_interval:g} s of driver {cls.name!r}"
+            )

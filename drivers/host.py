@@ -1,0 +1,368 @@
+"""The driver host process: all components of one driver type behind an RPC server.
+
+Run as ``python -m drivers.host --driver NAME --port PORT [--settings JSON]
+[--logfile PATH]``. Components are named by key ``"<address>,<channel>"``. Each running
+task samples in its own thread (see :mod:`drivers.runner` for the schedule and the
+sample-count rule); samples stay buffered until ``task_data`` collects them.
+
+``set_attr`` is allowed while a task runs on the component (the change shows up in the
+following samples). Set ``TOMATO_DEBUG_COMMANDS=1`` to enable ``debug_crash`` and
+``debug_hang`` for fault-injection tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from drivers._units import to_seconds
+from drivers.base import AttrError, ComponentBase, DriverBase, TaskError
+from drivers.registry import load_driver
+from drivers.runner import DEFAULT_BUFFER_LIMIT, TaskRunner
+from tomato_cli.rpc import LOOPBACK, Reply, RpcError, RpcServer
+
+log = logging.getLogger("drivers.host")
+
+
+def component_key(address: Any, channel: Any) -> str:
+    """The key naming a component: ``"<address>,<channel>"``."""
+    return f"{address},{channel}"
+
+
+class DriverHost:
+    """Command handler holding one driver instance, its components and tasks."""
+
+    def __init__(self, driver: DriverBase, debug_commands: bool = False):
+        self.driver = driver
+        self.debug_commands = debug_commands
+        self.components: dict[str, ComponentBase] = {}
+        self.locks: dict[str, threading.RLock] = {}
+        self.tasks: dict[str, TaskRunner] = {}
+        self.gate = threading.Lock()
+        self.state_lock = threading.RLock()
+        self.stopping = threading.Event()
+        self.buffer_limit = int(driver.settings.get("buffer_limit", DEFAULT_BUFFER_LIMIT))
+        self._commands: dict[str, Callable[..., Any]] = {
+            name: getattr(self, f"cmd_{name}")
+            for name in (
+                "hello",
+                "register",
+                "deregister",
+                "components",
+                "status",
+                "attrs",
+                "capabilities",
+                "constants",
+                "get_attr",
+                "set_attr",
+                "reset",
+                "task_validate",
+                "task_start",
+                "task_status",
+                "task_data",
+                "task_stop",
+                "shutdown",
+            )
+        }
+        if debug_commands:
+            self._commands["debug_crash"] = self.cmd_debug_crash
+            self._commands["debug_hang"] = self.cmd_debug_hang
+
+    # -- dispatch -------------------------------------------------------------------
+    def handle(self, cmd: str, args: dict[str, Any]) -> Reply:
+        """Run one command; user errors become a failed :class:`Reply`."""
+        func = self._commands.get(cmd)
+        if func is None:
+            return Reply(False, f"unknown command {cmd!r} for driver host {self.driver.name!r}")
+        with self.gate:
+            pass
+        try:
+            data = func(**args)
+        except TypeError as exc:
+            if "argument" in str(exc) and exc.__traceback__ and not exc.__traceback__.tb_next:
+                return Reply(False, f"bad arguments for {cmd!r}: {exc}")
+            raise
+        except (RpcError, AttrError, TaskError, ValueError, KeyError) as exc:
+            msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+            return Reply(False, str(msg).splitlines()[0] if str(msg) else type(exc).__name__)
+        return Reply(True, "", data)
+
+    def _component(self, key: str) -> ComponentBase:
+        comp = self.components.get(key)
+        if comp is None:
+            known = ", ".join(sorted(self.components)) or "none"
+            raise RpcError(f"unknown component {key!r}; registered: {known}")
+        return comp
+
+    def _runner(self, key: str) -> TaskRunner | None:
+        self._component(key)
+        return self.tasks.get(key)
+
+    # -- components -----------------------------------------------------------------
+    def cmd_hello(self) -> dict[str, Any]:
+        return {"driver": self.driver.name, "pid": os.getpid(), "components": list(self.components)}
+
+    def cmd_register(self, components: list[dict[str, Any]]) -> dict[str, Any]:
+        created: dict[str, ComponentBase] = {}
+        with self.state_lock:
+            for item in components:
+                try:
+                    address, channel = item["address"], item["channel"]
+                except (KeyError, TypeError):
+                    raise RpcError(f"component needs 'address' and 'channel': {item!r}") from None
+                key = component_key(address, channel)
+                if key not in self.components and key not in created:
+                    created[key] = self.driver.create_component(str(address), str(channel))
+            for key, comp in created.items():
+                self.components[key] = comp
+                self.locks[key] = threading.RLock()
+                log.info("registered component %s", key)
+            keys = [component_key(i["address"], i["channel"]) for i in components]
+            return {k: {"capabilities": sorted(self.components[k].capabilities())} for k in keys}
+
+    def cmd_deregister(self, keys: list[str]) -> list[str]:
+        removed = []
+        with self.state_lock:
+            for key in keys:
+                if key in self.components:
+                    if (runner := self.tasks.pop(key, None)) is not None:
+                        runner.stop()
+                    del self.components[key]
+                    self.locks.pop(key, None)
+                    removed.append(key)
+                    log.info("deregistered component %s", key)
+        return removed
+
+    def cmd_components(self) -> dict[str, Any]:
+        return {key: self.cmd_status(key) for key in list(self.components)}
+
+    def cmd_status(self, key: str) -> dict[str, Any]:
+        comp = self._component(key)
+        runner = self.tasks.get(key)
+        running = runner is not None and runner.running
+        attrs = comp.attrs()
+        shown = [n for n, a in attrs.items() if a.status] or list(attrs)
+        with self.locks[key]:
+            values = {name: comp.get_attr(name) for name in shown}
+            idle = {} if running else comp.idle_measure()
+        return {
+            "key": key,
+            "running": running,
+            "technique": runner.technique if running and runner else None,
+            "attrs": values,
+            "idle": idle,
+        }
+
+    def cmd_attrs(self, key: str) -> dict[str, Any]:
+        return {name: attr.describe() for name, attr in self._component(key).attrs().items()}
+
+    def cmd_capabilities(self, key: str) -> list[str]:
+        return sorted(self._component(key).capabilities())
+
+    def cmd_constants(self, key: str) -> dict[str, Any]:
+        return self._component(key).constants()
+
+    def cmd_get_attr(self, key: str, attr: str) -> dict[str, Any]:
+        comp = self._component(key)
+        with self.locks[key]:
+            return {"value": comp.get_attr(attr), "units": comp.units_of(attr)}
+
+    def cmd_set_attr(self, key: str, attr: str, value: Any) -> dict[str, Any]:
+        comp = self._component(key)
+        with self.locks[key]:
+            stored = comp.set_attr(attr, value)
+        log.info("set %s %s = %r", key, attr, stored)
+        return {"value": stored, "units": comp.units_of(attr)}
+
+    def cmd_reset(self, key: str) -> dict[str, Any]:
+        comp = self._component(key)
+        if (runner := self.tasks.get(key)) is not None:
+            runner.stop()
+        with self.locks[key]:
+            comp.reset()
+        log.info("reset %s", key)
+        return self.cmd_status(key)
+
+    # -- tasks ----------------------------------------------------------------------
+    def cmd_task_validate(
+        self,
+        technique: str,
+        task_params: dict[str, Any] | None = None,
+        sampling_interval: Any = 1.0,
+    ) -> None:
+        type(self.driver).validate_task(technique, task_params or {}, sampling_interval)
+
+    def cmd_task_start(
+        self,
+        key: str,
+        technique_name: str,
+        max_duration: Any,
+        sampling_interval: Any,
+        task_params: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        comp = self._component(key)
+        params = task_params or {}
+        type(self.driver).validate_task(technique_name, params, sampling_interval)
+        interval = to_seconds(sampling_interval)
+        duration = to_seconds(max_duration)
+        if duration < 0:
+            raise TaskError(f"max_duration must not be negative, got {max_duration!r}")
+        with self.state_lock:
+            old = self.tasks.get(key)
+            if old is not None and old.running:
+                raise RpcError(f"a task ({old.technique}) is already running on {key!r}")
+            with self.locks[key]:
+                comp.prepare_task(technique_name, params)
+            if old is not None and old.status()["buffered"]:
+                log.warning(
+                    "%s: new task discards %d uncollected samples", key, old.status()["buffered"]
+                )
+            runner = TaskRunner(
+                key,
+                comp,
+                technique_name,
+                duration,
+                interval,
+                self.gate,
+                self.locks[key],
+                buffer_limit=self.buffer_limit,
+            )
+            self.tasks[key] = runner
+            runner.start()
+        log.info(
+            "task_start %s %s %g s every %g s params=%r",
+            key,
+            technique_name,
+            duration,
+            interval,
+            params,
+        )
+        return runner.status()
+
+    def cmd_task_status(self, key: str) -> dict[str, Any]:
+        runner = self._runner(key)
+        if runner is None:
+            return {
+                "running": False,
+                "done": False,
+                "error": None,
+                "started_at": None,
+                "samples": 0,
+            }
+        return runner.status()
+
+    def cmd_task_data(self, key: str) -> dict[str, Any]:
+        runner = self._runner(key)
+        comp = self.components[key]
+        if runner is None:
+            return {"uts": [], "data": {}, "units": {}}
+        uts, rows = runner.drain()
+        names: dict[str, None] = {}
+        for row in rows:
+            names.update(dict.fromkeys(row))
+        data = {name: [row.get(name) for row in rows] for name in names}
+        return {"uts": uts, "data": data, "units": {name: comp.units_of(name) for name in names}}
+
+    def cmd_task_stop(self, key: str) -> dict[str, Any]:
+        runner = self._runner(key)
+        if runner is None:
+            return self.cmd_task_status(key)
+        runner.stop()
+        log.info("task_stop %s", key)
+        return runner.status()
+
+    def stop_all(self) -> None:
+        """Stop every running task."""
+        for runner in list(self.tasks.values()):
+            runner.stop()
+
+    def cmd_shutdown(self) -> str:
+        log.info("shutdown requested")
+        self.stop_all()
+        self.stopping.set()
+        return "shutting down"
+
+    # -- fault injection --------------------------------------------------------------
+    def cmd_debug_crash(self) -> None:
+        log.warning("debug_crash: exiting with code 3")
+        logging.shutdown()
+        os._exit(3)
+
+    def cmd_debug_hang(self, seconds: float = 30.0) -> str:
+        held = threading.Event()
+
+        def hang() -> None:
+            with self.gate:
+                held.set()
+                log.warning("debug_hang: blocking for %g s", seconds)
+                time.sleep(float(seconds))
+
+        threading.Thread(target=hang, name="debug-hang", daemon=True).start()
+        held.wait()
+        return f"hanging for {seconds} s"
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m drivers.host", description=__doc__)
+    parser.add_argument("--driver", required=True, help="driver name (entry point)")
+    parser.add_argument("--port", required=True, type=int)
+    parser.add_argument("--settings", default="{}", help="driver settings as a JSON object")
+    parser.add_argument("--logfile", default=None)
+    parser.add_argument("--verbosity", default="INFO")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a driver host until ``shutdown``, SIGTERM or SIGINT."""
+    args = _parse_args(argv)
+    logging.basicConfig(
+        filename=args.logfile,
+        level=getattr(logging, str(args.verbosity).upper(), logging.INFO),
+        format=f"%(asctime)s %(levelname)s [{args.driver}:%(threadName)s] %(message)s",
+    )
+    try:
+        settings = json.loads(args.settings)
+        if not isinstance(settings, dict):
+            raise ValueError("not a JSON object")
+        driver = load_driver(args.driver)(settings)
+    except Exception as exc:
+        log.error("cannot start driver %r: %s", args.driver, exc)
+        print(f"cannot start driver {args.driver!r}: {exc}", file=sys.stderr)
+        return 2
+    host = DriverHost(driver, debug_commands=os.environ.get("TOMATO_DEBUG_COMMANDS") == "1")
+    try:
+        server = RpcServer(LOOPBACK, args.port, host.handle)
+    except OSError as exc:
+        log.error("cannot listen on %s:%d: %s", LOOPBACK, args.port, exc)
+        print(f"cannot listen on {LOOPBACK}:{args.port}: {exc}", file=sys.stderr)
+        return 2
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: host.stopping.set())
+    server.start_background()
+    log.info(
+        "driver host %r listening on %s:%d (pid %d)",
+        driver.name,
+        LOOPBACK,
+        server.port,
+        os.getpid(),
+    )
+    while not host.stopping.wait(0.1):
+        pass
+    host.stop_all()
+    time.sleep(0.1)  # let the reply to ``shutdown`` go out
+    server.shutdown()
+    server.server_close()
+    log.info("driver host %r stopped", driver.name)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""What a running job's flow needs at hand: its job, store, drivers, triggers and daemon."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from drivers.client import DriverClient
+from tomato_cli.models import Component, Job
+from tomato_cli.rpc import Unreachable, call
+from tomato_cli.store import JobStore
+
+log = logging.getLogger(__name__)
+
+CANCEL_POLL_S = 0.5
+FINAL_FILE = "final.json"
+
+# contexts handed over by the daemon before the flow run starts (see flows.runner)
+PRELOADED: dict[int, dict[str, Any]] = {}
+
+
+def load_context(jobid: int) -> dict[str, Any]:
+    if jobid in PRELOADED:
+        return PRELOADED.pop(jobid)
+    port = int(os.environ.get("TOMATO_DAEMON_PORT", "1234"))
+    reply = call(port, "job_context", jobid=jobid)
+    if not reply.success:
+        raise RuntimeError(reply.msg)
+    return reply.data
+
+
+@dataclass
+class JobRun:
+    """The live state of one job's flow run, shared by its step tasks (threads)."""
+
+    context: dict[str, Any]
+    job: Job = field(init=False)
+    store: JobStore = field(init=False)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    started: dict[str, threading.Event] = field(default_factory=dict)
+    finished: dict[str, threading.Event] = field(default_factory=dict)
+    steps_done: threading.Event = field(default_factory=threading.Event)
+    samples: dict[str, int] = field(default_factory=dict)
+    latest: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.job = Job.model_validate(self.context["job"])
+        self.daemon_port = int(self.context["daemon_port"])
+        self.store = JobStore(Path(self.job.jobpath))
+        for task in self.job.payload.method:
+            if task.task_name:
+                self.started[task.task_name] = threading.Event()
+                self.finished[task.task_name] = threading.Event()
+        self._drivers: dict[str, DriverClient] = {}
+        self.t0 = time.time()
+
+    # components and drivers
+    def component(self, role: str) -> Component:
+        return Component.model_validate(self.context["components"][role]["component"])
+
+    def driver(self, role: str, refresh: bool = False) -> DriverClient:
+        comp = self.component(role)
+        if refresh or comp.driver not in self._drivers:
+            port = self.context["components"][role]["driver_port"]
+            if refresh or port is None:
+                reply = call(self.daemon_port, "driver_port", driver=comp.driver)
+                if not reply.success:
+                    raise RuntimeError(reply.msg)
+                port = reply.data
+                self.context["components"][role]["driver_port"] = port
+            self._drivers[comp.driver] = DriverClient(int(port))
+        return self._drivers[comp.driver]
+
+    def driver_call(self, role: str, cmd: str, **args: Any) -> Any:
+        """Call the component's driver; after a lost connection, ask the daemon where it is."""
+        key = self.component(role).key
+        try:
+            return self.driver(role).call(cmd, key=key, **args)
+        except Unreachable:
+            time.sleep(1.0)
+            return self.driver(role, refresh=True).call(cmd, key=key, **args)
+
+    # daemon
+    def report(self, status: str, error: str | None = None) -> None:
+        """Tell the daemon; the final status is also written to the job folder first."""
+        if status != "r":
+            path = Path(self.job.jobpath) / FINAL_FILE
+            path.write_text(json.dumps({"status": status, "error": error}))
+        for _ in range(3):
+            try:
+                call(self.daemon_port, "job_update", jobid=self.job.id, status=status, error=error)
+                return
+            except Unreachable:
+                time.sleep(1.0)
+        log.warning("daemon unreachable; it will read the job's final status from its folder")
+
+    def watch_cancel(self) -> None:
+        """Background thread: a cancel asked of the daemon (CLI or Prefect UI) stops the job."""
+
+        def loop() -> None:
+            while not self.steps_done.is_set():
+                try:
+                    reply = call(self.daemon_port, "job_status", timeout=5, jobids=[self.job.id])
+                    if reply.success and reply.data and reply.data[0]["status"] == "rd":
+                        self.cancel.set()
+                        return
+                except Unreachable:
+                    pass
+                self.steps_done.wait(CANCEL_POLL_S)
+
+        threading.Thread(target=loop, name="cancel-watch", daemon=True).start()

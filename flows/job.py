@@ -1,0 +1,205 @@
+"""The job flow: one flow run per tomato job; each technique step is one Prefect task."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import wait
+from prefect.states import Cancelled, Completed, Failed
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows.context import JobRun, load_context
+from flows.results import write_job_results
+from tomato_cli.models import Task
+
+PROGRESS_EVERY_S = 2.0
+
+
+class StepError(RuntimeError):
+    """A technique step failed on its instrument."""
+
+
+def polling_interval(step: Task) -> float:
+    """How often the flow collects samples from the driver (at most 1 s of data at risk)."""
+    if step.polling_interval:
+        return step.polling_interval
+    return min(1.0, max(0.1, step.sampling_interval))
+
+
+def _wait_trigger(run: JobRun, name: str) -> bool:
+    """Wait until the task called ``name`` started; False if the job was cancelled first."""
+    event = run.started[name]
+    while not event.wait(0.05):
+        if run.cancel.is_set() or run.steps_done.is_set():
+            return False
+    return True
+
+
+def _collect(run: JobRun, role: str, index: int) -> int:
+    data = run.driver_call(role, "task_data")
+    n = len(data.get("uts", []))
+    if n:
+        run.store.append(role, data["uts"], data["data"], data.get("units", {}), step=index)
+        run.samples[role] = run.samples.get(role, 0) + n
+        run.latest[role] = {k: v[-1] for k, v in data["data"].items()}
+    return n
+
+
+@task(cache_policy=NO_CACHE, log_prints=True)
+def run_step(run: JobRun, index: int) -> dict[str, Any]:
+    """Run method[index] on its component until it ends, is stopped, or the job is cancelled."""
+    logger = get_run_logger()
+    step = run.job.payload.method[index]
+    role = step.component_role
+    if step.start_with_task_name and not _wait_trigger(run, step.start_with_task_name):
+        return {"samples": 0, "ended": "cancelled before start"}
+    if run.cancel.is_set():
+        return {"samples": 0, "ended": "cancelled before start"}
+    stop_on = run.started.get(step.stop_with_task_name) if step.stop_with_task_name else None
+    run.driver_call(
+        role,
+        "task_start",
+        technique_name=step.technique_name,
+        max_duration=step.max_duration,
+        sampling_interval=step.sampling_interval,
+        task_params=step.task_params,
+    )
+    if step.task_name:
+        run.started[step.task_name].set()
+    logger.info(
+        "%s: %s for %.6g s every %.6g s",
+        role,
+        step.technique_name,
+        step.max_duration,
+        step.sampling_interval,
+    )
+    poll = polling_interval(step)
+    samples, ended = 0, "completed"
+    try:
+        while True:
+            stop = run.cancel.wait(poll)
+            if not stop and stop_on is not None and stop_on.is_set():
+                stop, ended = True, f"stopped by task {step.stop_with_task_name!r}"
+            if stop:
+                if ended == "completed":
+                    ended = "cancelled"
+                run.driver_call(role, "task_stop")
+                samples += _collect(run, role, index)
+                break
+            samples += _collect(run, role, index)
+            status = run.driver_call(role, "task_status")
+            if status.get("error"):
+                raise StepError(f"{role}: {step.technique_name} failed: {status['error']}")
+            if not status.get("running"):
+                samples += _collect(run, role, index)
+                break
+    finally:
+        if step.task_name:
+            run.finished[step.task_name].set()
+    logger.info("%s: %s %s with %d samples", role, step.technique_name, ended, samples)
+    return {"samples": samples, "ended": ended}
+
+
+@task(cache_policy=NO_CACHE)
+def periodic_snapshots(run: JobRun) -> int:
+    """Write snapshots on the payload's interval until the steps are done."""
+    snap = run.job.payload.settings.snapshot
+    assert snap is not None
+    count = 0
+    while not run.steps_done.wait(snap.frequency):
+        write_job_results(run.context, Path(run.job.snappath), run.job)
+        count += 1
+    return count
+
+
+@task(cache_policy=NO_CACHE)
+def reset_components(run: JobRun) -> None:
+    for role in run.context["components"]:
+        run.driver_call(role, "reset")
+
+
+@task(cache_policy=NO_CACHE)
+def write_results(run: JobRun) -> str:
+    return str(write_job_results(run.context, Path(run.job.respath), run.job))
+
+
+def _planned_duration(run: JobRun) -> float:
+    per_role: dict[str, float] = defaultdict(float)
+    for step in run.job.payload.method:
+        per_role[step.component_role] += step.max_duration
+    return max(per_role.values())
+
+
+def _progress_loop(run: JobRun, artifact_id: Any) -> None:
+    total = _planned_duration(run)
+    while not run.steps_done.wait(PROGRESS_EVERY_S):
+        pct = min(99.0, 100.0 * (time.time() - run.t0) / total)
+        try:
+            update_progress_artifact(artifact_id, pct)
+        except Exception:  # the UI's progress bar must never stop a job
+            pass
+
+
+@flow(name="tomato-job", task_runner=ThreadPoolTaskRunner(max_workers=64), persist_result=False)
+def tomato_job(jobid: int):
+    """Run one tomato job on the pipeline the daemon assigned to it."""
+    import threading
+
+    logger = get_run_logger()
+    run = JobRun(load_context(jobid))
+    payload = run.job.payload
+    logger.info(
+        "job %s: sample %r on pipeline %r", jobid, payload.sample.identifier, run.job.pipeline
+    )
+    run.report("r")
+    run.watch_cancel()
+    artifact = create_progress_artifact(0.0, description=f"tomato job {jobid}")
+    threading.Thread(target=_progress_loop, args=(run, artifact), daemon=True).start()
+
+    previous: dict[str, Any] = {}
+    futures = []
+    for index, step in enumerate(payload.method):
+        role = step.component_role
+        name = step.task_name or f"{index}-{role}-{step.technique_name}"
+        future = run_step.with_options(task_run_name=name).submit(
+            run, index, wait_for=[previous[role]] if role in previous else None
+        )
+        previous[role] = future
+        futures.append(future)
+    snapshots = periodic_snapshots.submit(run) if payload.settings.snapshot else None
+    wait(futures)
+    run.steps_done.set()
+    if snapshots is not None:
+        wait([snapshots])
+
+    errors = [str(f.state.message) for f in futures if not f.state.is_completed()]
+    try:
+        reset_components(run)
+    except Exception as exc:
+        errors.append(f"reset failed: {exc}")
+    try:
+        path = write_results(run)
+    except Exception as exc:
+        errors.append(f"writing results failed: {exc}")
+        path = None
+    run.store.close()
+    total = sum(run.samples.values())
+    try:
+        update_progress_artifact(artifact, 100.0)
+    except Exception:
+        pass
+    if errors:
+        message = "; ".join(errors)
+        run.report("ce", message)
+        return Failed(message=message)
+    if run.cancel.is_set():
+        run.report("cd", "cancelled")
+        return Cancelled(message=f"cancelled; {total} samples kept in {path}")
+    run.report("c")
+    return Completed(message=f"{total} samples written to {path}")

@@ -1,0 +1,1 @@
+"""The command-line apps: tomato, ketchup, passata."""

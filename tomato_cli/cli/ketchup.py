@@ -1,0 +1,125 @@
+"""``ketchup``: submit payloads, follow, cancel and snapshot jobs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from tomato_cli.cli.output import (
+    APPDIR,
+    DATADIR,
+    LOGDIR,
+    PORT,
+    VERBOSITY,
+    YAML,
+    Common,
+    ask,
+    common_options,
+    emit,
+    fail,
+    run_app,
+    table,
+)
+from tomato_cli.rpc import Reply
+
+app = typer.Typer(
+    help="Submit and manage tomato jobs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _common(
+    ctx: typer.Context,
+    port: int = PORT,
+    appdir: Path | None = APPDIR,
+    datadir: Path | None = DATADIR,
+    logdir: Path | None = LOGDIR,
+    verbosity: str = VERBOSITY,
+    as_yaml: bool = YAML,
+) -> None:
+    common_options(ctx, port, appdir, datadir, logdir, verbosity, as_yaml)
+
+
+@app.command()
+def submit(ctx: typer.Context, payload: Path = typer.Argument(..., help="Payload file.")):
+    """Submit a payload; the job waits in the queue for a matching, ready pipeline."""
+    from tomato_cli.models import PayloadError, load_payload
+
+    opts: Common = ctx.obj
+    try:
+        parsed = load_payload(payload)
+    except PayloadError as exc:
+        fail(opts, str(exc))
+    reply = ask(
+        opts,
+        "job_submit",
+        payload=parsed.model_dump(mode="json"),
+        cwd=os.getcwd(),
+        source=str(payload),
+    )
+    if reply.success:
+        reply.msg = f"job {reply.data['id']} submitted"
+    emit(opts, reply, lambda job: f"id: {job['id']}")
+
+
+def _rows(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def short(ts: str | None) -> str | None:
+        return ts[:19].replace("T", " ") if ts else None
+
+    return [
+        {
+            "id": j["id"],
+            "status": j["status"],
+            "pipeline": j.get("pipeline"),
+            "sample": j["payload"]["sample"]["identifier"],
+            "submitted": short(j.get("submitted_at")),
+            "started": short(j.get("launched_at")),
+            "completed": short(j.get("completed_at")),
+        }
+        for j in jobs
+    ]
+
+
+@app.command()
+def status(ctx: typer.Context, jobids: list[int] = typer.Argument(None, help="Job ids.")):
+    """Status of jobs; without ids, of the whole queue."""
+    opts: Common = ctx.obj
+    reply = ask(opts, "job_status", jobids=jobids or None)
+    cols = ["id", "status", "pipeline", "sample", "submitted", "started", "completed"]
+    emit(opts, reply, lambda jobs: table(_rows(jobs), cols))
+
+
+@app.command()
+def cancel(ctx: typer.Context, jobids: list[int] = typer.Argument(..., help="Job ids.")):
+    """Cancel queued or running jobs (running jobs: status rd, data kept, results written)."""
+    emit(ctx.obj, ask(ctx.obj, "job_cancel", jobids=jobids))
+
+
+@app.command()
+def snapshot(ctx: typer.Context, jobid: int):
+    """Write an up-to-date snapshot.<jobid>.nc into the current directory."""
+    from flows.results import write_job_results
+
+    opts: Common = ctx.obj
+    reply = ask(opts, "job_context", jobid=jobid)
+    if not reply.success:
+        emit(opts, reply)
+    job = reply.data["job"]
+    if job["status"] in ("q", "qw"):
+        fail(opts, f"job {jobid} has not started yet (status {job['status']})")
+    path = Path.cwd() / f"snapshot.{jobid}.nc"
+    try:
+        write_job_results(reply.data, path)
+    except OSError as exc:
+        fail(opts, f"cannot write {path}: {exc}")
+    emit(opts, Reply(True, f"wrote {path}", {"path": str(path)}))
+
+
+def main() -> None:
+    run_app(app, "ketchup")

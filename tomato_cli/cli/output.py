@@ -1,0 +1,133 @@
+"""One way to print results: plain text for people, one YAML mapping for programs."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+import yaml
+
+from tomato_cli.rpc import Reply, Unreachable, call
+
+DEFAULT_PORT = 1234
+
+
+@dataclass
+class Common:
+    """Options every command takes."""
+
+    port: int
+    appdir: Path
+    datadir: Path
+    logdir: Path
+    verbosity: str
+    as_yaml: bool
+
+    @property
+    def settings_path(self) -> Path:
+        from tomato_cli.models.settings import SETTINGS_FILE
+
+        return self.appdir / SETTINGS_FILE
+
+
+def common_options(
+    ctx: typer.Context,
+    port: int,
+    appdir: Path | None,
+    datadir: Path | None,
+    logdir: Path | None,
+    verbosity: str,
+    as_yaml: bool,
+) -> None:
+    from tomato_cli.paths import default_dirs
+
+    d_app, d_data, d_log = default_dirs()
+    ctx.obj = Common(
+        port=port,
+        appdir=(appdir or d_app).expanduser().resolve(),
+        datadir=(datadir or d_data).expanduser().resolve(),
+        logdir=(logdir or d_log).expanduser().resolve(),
+        verbosity=verbosity,
+        as_yaml=as_yaml,
+    )
+
+
+PORT = typer.Option(DEFAULT_PORT, "--port", "-p", help="Port of the tomato daemon.")
+APPDIR = typer.Option(None, "--appdir", help="Folder of the settings file.")
+DATADIR = typer.Option(None, "--datadir", help="Folder for the daemon's data.")
+LOGDIR = typer.Option(None, "--logdir", help="Folder for log files.")
+VERBOSITY = typer.Option("INFO", "--verbosity", help="DEBUG, INFO, WARNING or ERROR.")
+YAML = typer.Option(False, "--yaml", "-y", help="Print one YAML mapping: success, msg, data.")
+
+
+def emit(opts: Common, reply: Reply, text: Callable[[Any], str] | None = None) -> NoReturn:
+    """Print a reply and exit: 0 on success, 1 on failure."""
+    if opts.as_yaml:
+        sys.stdout.write(yaml.safe_dump(reply.as_dict(), sort_keys=False, allow_unicode=True))
+    elif not reply.success:
+        sys.stderr.write(f"error: {reply.msg}\n")
+    else:
+        body = text(reply.data) if text is not None else ""
+        if reply.msg:
+            sys.stdout.write(reply.msg + "\n")
+        if body:
+            sys.stdout.write(body.rstrip("\n") + "\n")
+    raise typer.Exit(0 if reply.success else 1)
+
+
+def fail(opts: Common, msg: str) -> NoReturn:
+    emit(opts, Reply(False, msg))
+
+
+def ask(opts: Common, cmd: str, timeout: float = 30.0, **args: Any) -> Reply:
+    """Send a command to the daemon; a daemon that does not answer is a one-line failure."""
+    try:
+        return call(opts.port, cmd, timeout=timeout, **args)
+    except Unreachable:
+        fail(opts, f"no tomato daemon answers on port {opts.port}; start it with `tomato start`")
+
+
+def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    if not rows:
+        return "(none)"
+    cells = [[("" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(lines)
+
+
+_FLAGS = {"--yaml", "-y"}
+_VALUED = {"--port", "-p", "--appdir", "--datadir", "--logdir", "--verbosity"}
+
+
+def hoist_common(argv: list[str]) -> list[str]:
+    """Move common options given after a subcommand to the front, so both places work."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        name = arg.split("=", 1)[0]
+        if arg in _FLAGS:
+            front.append(arg)
+        elif name in _VALUED and "=" in arg:
+            front.append(arg)
+        elif arg in _VALUED and i + 1 < len(argv):
+            front += [arg, argv[i + 1]]
+            i += 1
+        elif arg == "--":
+            rest += argv[i:]
+            break
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
+def run_app(app: typer.Typer, prog: str) -> None:
+    app(args=hoist_common(sys.argv[1:]), prog_name=prog)

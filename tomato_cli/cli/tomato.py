@@ -1,0 +1,231 @@
+"""``tomato``: configure, start, stop and query the daemon; load samples into pipelines."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from tomato_cli.cli.output import (
+    APPDIR,
+    DATADIR,
+    LOGDIR,
+    PORT,
+    VERBOSITY,
+    YAML,
+    Common,
+    ask,
+    common_options,
+    emit,
+    fail,
+    run_app,
+    table,
+)
+from tomato_cli.rpc import Reply, Unreachable, call
+
+app = typer.Typer(
+    help="Manage the tomato daemon and its pipelines.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+pipeline_app = typer.Typer(help="Load, eject and ready pipelines.", no_args_is_help=True)
+app.add_typer(pipeline_app, name="pipeline")
+
+START_TIMEOUT_S = 30.0
+
+
+@app.callback()
+def _common(
+    ctx: typer.Context,
+    port: int = PORT,
+    appdir: Path | None = APPDIR,
+    datadir: Path | None = DATADIR,
+    logdir: Path | None = LOGDIR,
+    verbosity: str = VERBOSITY,
+    as_yaml: bool = YAML,
+) -> None:
+    common_options(ctx, port, appdir, datadir, logdir, verbosity, as_yaml)
+
+
+@app.command()
+def init(ctx: typer.Context, force: bool = typer.Option(False, help="Overwrite existing files.")):
+    """Write a default settings file and devices file into the appdir."""
+    from tomato_cli.models import default_devices, default_settings, dump_devices, write_settings
+
+    opts: Common = ctx.obj
+    settings = default_settings(opts.appdir, opts.datadir, opts.logdir)
+    if opts.settings_path.exists() and not force:
+        fail(opts, f"settings file {opts.settings_path} exists; use --force to overwrite it")
+    opts.appdir.mkdir(parents=True, exist_ok=True)
+    write_settings(settings, opts.settings_path)
+    devices = Path(settings.devices.config)
+    if not devices.exists() or force:
+        devices.write_text(dump_devices(default_devices()))
+    emit(
+        opts,
+        Reply(
+            True,
+            f"wrote {opts.settings_path} and {devices}",
+            {"settings": str(opts.settings_path), "devices": str(devices)},
+        ),
+    )
+
+
+@app.command()
+def start(ctx: typer.Context):
+    """Start the daemon in the background; returns once it answers."""
+    from tomato_cli.models import ConfigError, load_settings
+
+    opts: Common = ctx.obj
+    try:
+        reply = call(opts.port, "hello", timeout=2)
+        fail(opts, f"a tomato daemon already runs on port {opts.port} (pid {reply.data['pid']})")
+    except Unreachable:
+        pass
+    try:
+        settings = load_settings(opts.settings_path)
+    except ConfigError as exc:
+        fail(opts, f"{exc} (run `tomato init` to create default settings)")
+    logdir = Path(settings.logdir)
+    logdir.mkdir(parents=True, exist_ok=True)
+    errlog = logdir / f"daemon_{opts.port}.err"
+    cmd = [
+        sys.executable,
+        "-m",
+        "tomato_cli.daemon",
+        "--port",
+        str(opts.port),
+        "--appdir",
+        str(opts.appdir),
+        "--settings",
+        str(opts.settings_path),
+        "--logdir",
+        str(logdir),
+        "--verbosity",
+        opts.verbosity,
+    ]
+    with open(errlog, "wb") as err:
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            why = errlog.read_text().strip().splitlines()
+            fail(opts, f"the daemon exited at start: {why[-1] if why else proc.returncode}")
+        try:
+            reply = call(opts.port, "hello", timeout=1)
+            if reply.success:
+                info = reply.data
+                emit(
+                    opts,
+                    Reply(
+                        True,
+                        f"tomato daemon started on port {opts.port}; Prefect UI "
+                        f"at {info['prefect']['ui_url']}",
+                        info,
+                    ),
+                )
+        except Unreachable:
+            time.sleep(0.05)
+    fail(opts, f"the daemon did not answer within {START_TIMEOUT_S:.0f} s; see {errlog}")
+
+
+@app.command()
+def stop(
+    ctx: typer.Context,
+    cancel_jobs: bool = typer.Option(
+        False, "--cancel-jobs", help="Cancel running jobs (data kept), then stop."
+    ),
+    leave_running: bool = typer.Option(
+        False, "--leave-running", help="Stop the daemon; running jobs go on."
+    ),
+):
+    """Stop the daemon; refuses while jobs run unless told what to do with them."""
+    opts: Common = ctx.obj
+    if cancel_jobs and leave_running:
+        fail(opts, "use either --cancel-jobs or --leave-running, not both")
+    mode = "cancel" if cancel_jobs else "leave" if leave_running else "refuse"
+    reply = ask(opts, "stop", mode=mode)
+    if reply.success:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                call(opts.port, "hello", timeout=1)
+                time.sleep(0.1)
+            except Unreachable:
+                break
+        else:
+            fail(opts, f"the daemon on port {opts.port} did not stop within 180 s")
+        reply = Reply(True, f"tomato daemon on port {opts.port} stopped", reply.data)
+    emit(opts, reply)
+
+
+@app.command()
+def reload(ctx: typer.Context):
+    """Re-read settings and devices file; nothing used by a running job is removed."""
+    opts: Common = ctx.obj
+    emit(opts, ask(opts, "reload", timeout=60))
+
+
+def _status_text(what: str, data: Any) -> str:
+    if what == "pipelines":
+        return table(data, ["name", "ready", "sampleid", "jobid"])
+    if what == "drivers":
+        return table(data, ["name", "state", "pid", "port", "restarts", "error"])
+    if what == "devices":
+        return table(data, ["name", "driver", "address", "channels", "pollrate"])
+    if what == "components":
+        return table(data, ["name", "role", "device", "capabilities"])
+    prefect = data["prefect"]
+    lines = [
+        f"port:       {data['port']} (pid {data['pid']})",
+        f"settings:   {data['settings']}",
+        f"Prefect UI: {prefect['ui_url']} ({'healthy' if prefect['healthy'] else 'starting'})",
+        f"work pool:  {prefect.get('work_pool', '-')}",
+        f"jobs:       {len(data['jobs']['running'])} running, {len(data['jobs']['queued'])} queued",
+        "",
+        table(data["pipelines"], ["name", "ready", "sampleid", "jobid"]),
+    ]
+    return "\n".join(lines)
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    what: str = typer.Argument("all", help="pipelines, drivers, devices or components"),
+):
+    """Status of the daemon, or of its pipelines, drivers, devices or components."""
+    opts: Common = ctx.obj
+    emit(opts, ask(opts, "status", what=what), lambda data: _status_text(what, data))
+
+
+@pipeline_app.command("load")
+def pipeline_load(ctx: typer.Context, pipeline: str, sampleid: str):
+    """Load a sample into an empty, idle pipeline."""
+    emit(ctx.obj, ask(ctx.obj, "pipeline_load", pipeline=pipeline, sampleid=sampleid))
+
+
+@pipeline_app.command("eject")
+def pipeline_eject(ctx: typer.Context, pipeline: str):
+    """Eject the sample (marks the pipeline not ready); fails while a job runs."""
+    emit(ctx.obj, ask(ctx.obj, "pipeline_eject", pipeline=pipeline))
+
+
+@pipeline_app.command("ready")
+def pipeline_ready(ctx: typer.Context, pipeline: str):
+    """Mark a pipeline ready."""
+    emit(ctx.obj, ask(ctx.obj, "pipeline_ready", pipeline=pipeline))
+
+
+def main() -> None:
+    run_app(app, "tomato")

@@ -1,0 +1,1 @@
+"""The tomato daemon: one long-lived service per host and port."""

@@ -1,0 +1,46 @@
+"""Entry point of the ``tomato-daemon`` process (started by ``tomato start``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from tomato_cli.models import ConfigError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tomato-daemon")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--appdir", type=Path, required=True)
+    parser.add_argument("--settings", type=Path, required=True)
+    parser.add_argument("--logdir", type=Path, required=True)
+    parser.add_argument("--verbosity", default="INFO")
+    args = parser.parse_args(argv)
+
+    args.logdir.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(
+        filename=args.logdir / f"daemon_{args.port}.log",
+        level=getattr(logging, args.verbosity.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    from tomato_cli.daemon.service import Daemon
+
+    try:
+        daemon = Daemon(args.port, args.appdir, args.settings, args.verbosity)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, lambda *_: daemon.cmd_stop(mode="leave"))
+    try:
+        daemon.serve()
+    except OSError as exc:
+        print(f"cannot serve on 127.0.0.1:{args.port}: {exc}", file=sys.stderr)
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,217 @@
+"""Keeps Prefect in step with the daemon: server, deployment, flow runs, states, cancels.
+
+Runs in its own thread, so the daemon answers while Prefect starts or is away. The
+daemon's database is the truth; this thread mirrors it and brings back cancel requests
+made in the Prefect UI.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tomato_cli.orchestration.server import (
+    PrefectTarget,
+    is_healthy,
+    start_embedded,
+    wait_healthy,
+)
+from tomato_cli.orchestration.states import tomato_status
+
+if TYPE_CHECKING:
+    from tomato_cli.daemon.service import Daemon
+    from tomato_cli.orchestration.jobs import PrefectJobs
+
+log = logging.getLogger(__name__)
+
+SYNC_INTERVAL_S = 0.5
+
+
+class PrefectBridge:
+    def __init__(self, daemon: Daemon, target: PrefectTarget, port: int | None):
+        self.daemon = daemon
+        self.target = target
+        self.port = port  # the embedded server's port
+        self.jobs: PrefectJobs | None = None
+        self.server: subprocess.Popen | None = None
+        self.healthy = False
+        self.error: str | None = None
+        self.wake = threading.Event()
+        self._stop = threading.Event()
+        self._last_heartbeat = 0.0
+        self._slots_dirty = True
+        self.ready_callbacks: list[Callable[[], None]] = []
+
+    # public
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="prefect-bridge", daemon=True).start()
+
+    def stop(self, stop_server: bool) -> None:
+        self._stop.set()
+        self.wake.set()
+        if stop_server and self.target.embedded:
+            self._stop_server()
+
+    def mark_slots_dirty(self) -> None:
+        self._slots_dirty = True
+        self.wake.set()
+
+    def public(self) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "api_url": self.target.api_url,
+            "ui_url": self.target.ui_url,
+            "embedded": self.target.embedded,
+            "healthy": self.healthy,
+            "error": self.error,
+        }
+        if self.jobs is not None:
+            info.update(self.jobs.info())
+        return info
+
+    # internals
+    def _server_pid_file(self) -> Path | None:
+        return self.target.home / "server.pid" if self.target.home else None
+
+    def _ensure_server(self) -> bool:
+        if is_healthy(self.target):
+            return True
+        if not self.target.embedded:
+            self.error = f"Prefect server at {self.target.api_url} does not answer"
+            return False
+        pidfile = self._server_pid_file()
+        if self.server is None or self.server.poll() is not None:
+            old = _read_pid(pidfile)
+            if old and _pid_alive(old):
+                # a server of ours from before a daemon restart, still starting up
+                if wait_healthy(self.target, timeout=60):
+                    return True
+                _kill(old)
+            assert self.port is not None and self.daemon.logdir is not None
+            log.info("starting embedded Prefect server on port %s", self.port)
+            self.server = start_embedded(
+                self.target, self.port, self.daemon.logdir / "prefect-server.log"
+            )
+            if pidfile:
+                pidfile.write_text(str(self.server.pid))
+        ok = wait_healthy(self.target, timeout=120, proc=self.server)
+        if not ok:
+            self.error = "embedded Prefect server did not become healthy (see prefect-server.log)"
+        return ok
+
+    def _stop_server(self) -> None:
+        pid = self.server.pid if self.server is not None else _read_pid(self._server_pid_file())
+        if pid and _pid_alive(pid):
+            _kill(pid, graceful=True)
+        pidfile = self._server_pid_file()
+        if pidfile and pidfile.exists():
+            pidfile.unlink()
+
+    def _connect(self) -> None:
+        os.environ.update(self.target.client_env())
+        from tomato_cli.orchestration.jobs import PrefectJobs
+
+        jobs = PrefectJobs(self.daemon.port)
+        jobs.ensure_deployment()
+        self.jobs = jobs
+        self._slots_dirty = True
+        self._last_heartbeat = time.monotonic()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if not self.healthy:
+                    if self._ensure_server():
+                        if self.jobs is None:
+                            self._connect()
+                        self.healthy, self.error = True, None
+                        log.info("Prefect at %s is healthy", self.target.api_url)
+                        for callback in self.ready_callbacks:
+                            callback()
+                    else:
+                        self._stop.wait(2.0)
+                        continue
+                self._sync()
+            except Exception as exc:  # Prefect away or refusing: keep the daemon going
+                if self.healthy:
+                    log.warning("lost Prefect at %s: %s", self.target.api_url, exc)
+                self.healthy = False
+                self.error = f"{type(exc).__name__}: {exc}"
+                self._stop.wait(1.0)
+                continue
+            self.wake.wait(SYNC_INTERVAL_S)
+            self.wake.clear()
+
+    def _sync(self) -> None:
+        assert self.jobs is not None
+        daemon, jobs = self.daemon, self.jobs
+        if time.monotonic() - self._last_heartbeat > 10:
+            jobs.heartbeat()
+            self._last_heartbeat = time.monotonic()
+        if self._slots_dirty:
+            self._slots_dirty = False
+            jobs.ensure_pipeline_slots(
+                {p.name: p.jobid is not None for p in daemon.state.pipelines().values()}
+            )
+        # 1. every job gets its flow run
+        # 2. push the states the daemon owns: queue states, cancelling, and ends that the
+        #    flow run could not write itself (crash, cancelled while queued). Statuses the
+        #    flow run reports were set by Prefect's engine and are recorded as pushed.
+        for job, pushed in daemon.state.jobs_unsynced():
+            if job.flow_run_id is None:
+                frid = jobs.create_job_run(job.id, "q", job.payload.sample.identifier)
+                job = daemon.attach_flow_run(job.id, frid)
+                pushed = "q"
+            if pushed == job.status:
+                continue
+            if job.status == "ce":
+                jobs.mark_crashed(job.flow_run_id, job.error or "job process died")
+            elif job.status != "r":
+                jobs.set_status(job.flow_run_id, job.status, job.error)
+            daemon.state.set_prefect_status(job.id, job.status)
+        active = daemon.state.jobs(("q", "qw", "r", "rd"))
+        # 3. cancel requests made in the Prefect UI
+        ids = {j.flow_run_id: j for j in active if j.flow_run_id}
+        if ids:
+            for frid, (stype, sname) in jobs.read_states(list(ids)).items():
+                wanted = tomato_status(stype, sname)
+                job = ids[frid]
+                if wanted in ("rd", "cd") and job.status not in ("rd",):
+                    log.info("job %s: cancel requested in Prefect (%s)", job.id, sname)
+                    daemon.cancel_jobs([job.id], source="Prefect")
+
+
+def _read_pid(path: Path | None) -> int | None:
+    try:
+        return int(path.read_text()) if path and path.exists() else None
+    except ValueError:
+        return None
+
+
+def _pid_alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _kill(pid: int, graceful: bool = False) -> None:
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        procs = [proc, *proc.children(recursive=True)]
+        for p in procs:
+            (p.terminate if graceful else p.kill)()
+        _, alive = psutil.wait_procs(procs, timeout=10)
+        for p in alive:
+            p.kill()
+    except psutil.Error:
+        pass

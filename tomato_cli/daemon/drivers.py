@@ -1,0 +1,270 @@
+"""The driver supervisor: one driver host process per driver type, watched and restarted."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from tomato_cli.daemon.state import DriverRecord, StateStore
+from tomato_cli.models import Component
+from tomato_cli.rpc import Unreachable, call, free_port
+
+log = logging.getLogger(__name__)
+
+PING_TIMEOUT_S = 3.0
+HANG_PINGS = 2  # consecutive unanswered pings before a driver counts as hung
+BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+@dataclass
+class DriverProcess:
+    name: str
+    port: int
+    pid: int | None = None
+    proc: subprocess.Popen | None = None
+    state: str = "starting"  # starting, running, restarting, stopped, failed
+    restarts: int = 0
+    missed_pings: int = 0
+    next_start: float = 0.0
+    error: str | None = None
+    components: dict[str, Component] = field(default_factory=dict)
+    capabilities: dict[str, list[str]] = field(default_factory=dict)
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "port": self.port,
+            "pid": self.pid,
+            "state": self.state,
+            "restarts": self.restarts,
+            "error": self.error,
+            "components": sorted(self.components),
+        }
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+class DriverSupervisor:
+    def __init__(self, store: StateStore, settings: dict[str, dict[str, Any]], logdir: Path):
+        self.store = store
+        self.settings = settings
+        self.logdir = logdir
+        self.drivers: dict[str, DriverProcess] = {}
+        self.lock = threading.RLock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # lifecycle
+    def configure(self, components: list[Component]) -> None:
+        """Make the running drivers match the given components (start, register, stop)."""
+        wanted: dict[str, dict[str, Component]] = {}
+        for comp in components:
+            wanted.setdefault(comp.driver, {})[comp.key] = comp
+        with self.lock:
+            for name in list(self.drivers):
+                if name not in wanted:
+                    self._stop_driver(self.drivers.pop(name))
+                    self.store.delete_driver(name)
+            records = self.store.drivers()
+            for name, comps in wanted.items():
+                drv = self.drivers.get(name)
+                if drv is None:
+                    drv = self._adopt_or_start(name, records.get(name))
+                    self.drivers[name] = drv
+                removed = set(drv.components) - set(comps)
+                drv.components = comps
+                if drv.state == "running":
+                    if removed:
+                        self._call(drv, "deregister", keys=sorted(removed))
+                    self._register(drv)
+
+    def start_watching(self) -> None:
+        self._thread = threading.Thread(target=self._watch, name="driver-watch", daemon=True)
+        self._thread.start()
+
+    def stop_all(self) -> None:
+        self._stop.set()
+        with self.lock:
+            for drv in self.drivers.values():
+                self._stop_driver(drv)
+            for name in list(self.drivers):
+                self.store.delete_driver(name)
+
+    # queries
+    def port_of(self, driver: str) -> int | None:
+        drv = self.drivers.get(driver)
+        return drv.port if drv and drv.state == "running" else None
+
+    def capabilities_of(self, comp: Component) -> list[str]:
+        drv = self.drivers.get(comp.driver)
+        return drv.capabilities.get(comp.key, []) if drv else []
+
+    def call(self, driver: str, cmd: str, timeout: float = 10.0, **args: Any):
+        drv = self.drivers.get(driver)
+        if drv is None:
+            raise Unreachable(f"driver {driver}", "not configured")
+        return call(drv.port, cmd, timeout=timeout, **args)
+
+    def public(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [d.public() for d in self.drivers.values()]
+
+    # internals
+    def _adopt_or_start(self, name: str, rec: DriverRecord | None) -> DriverProcess:
+        if rec is not None and _alive(rec.pid):
+            drv = DriverProcess(name=name, port=rec.port, pid=rec.pid, restarts=rec.restarts)
+            try:
+                reply = call(rec.port, "hello", timeout=PING_TIMEOUT_S)
+                if reply.success and reply.data.get("driver") == name:
+                    drv.state = "running"
+                    log.info("adopted running driver %s (pid %s, port %s)", name, rec.pid, rec.port)
+                    return drv
+            except Unreachable:
+                pass
+            self._kill(rec.pid)
+        drv = DriverProcess(name=name, port=free_port(), restarts=rec.restarts if rec else 0)
+        self._spawn(drv)
+        return drv
+
+    def _spawn(self, drv: DriverProcess) -> None:
+        self.logdir.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            sys.executable,
+            "-m",
+            "drivers.host",
+            "--driver",
+            drv.name,
+            "--port",
+            str(drv.port),
+            "--settings",
+            json.dumps(self.settings.get(drv.name, {})),
+            "--logfile",
+            str(self.logdir / f"driver-{drv.name}.log"),
+        ]
+        drv.proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.logdir / f"driver-{drv.name}.err", "ab"),
+            start_new_session=True,
+            env=dict(os.environ),
+        )
+        drv.pid = drv.proc.pid
+        drv.state = "starting"
+        drv.missed_pings = 0
+        self.store.save_driver(DriverRecord(drv.name, drv.port, drv.pid, drv.restarts))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if drv.proc.poll() is not None:
+                drv.state, drv.error = "failed", f"exited with code {drv.proc.returncode}"
+                drv.next_start = time.monotonic() + self._backoff(drv)
+                log.error("driver %s failed to start: %s", drv.name, drv.error)
+                return
+            try:
+                if call(drv.port, "hello", timeout=1.0).success:
+                    drv.state = "running"
+                    self._register(drv)
+                    log.info("driver %s running (pid %s, port %s)", drv.name, drv.pid, drv.port)
+                    return
+            except Unreachable:
+                time.sleep(0.05)
+        drv.state, drv.error = "failed", "did not answer within 30 s"
+        self._kill(drv.pid)
+
+    def _register(self, drv: DriverProcess) -> None:
+        comps = [{"address": c.address, "channel": c.channel} for c in drv.components.values()]
+        reply = self._call(drv, "register", components=comps)
+        if reply is not None and reply.success:
+            drv.capabilities = {k: v["capabilities"] for k, v in reply.data.items()}
+            drv.error = None
+        elif reply is not None:
+            drv.error = reply.msg
+            log.error("driver %s refused its components: %s", drv.name, reply.msg)
+
+    def _call(self, drv: DriverProcess, cmd: str, **args: Any):
+        try:
+            return call(drv.port, cmd, timeout=10.0, **args)
+        except Unreachable as exc:
+            drv.error = str(exc)
+            return None
+
+    def _backoff(self, drv: DriverProcess) -> float:
+        return BACKOFF_S[min(drv.restarts, len(BACKOFF_S) - 1)]
+
+    def _kill(self, pid: int | None) -> None:
+        if not pid:
+            return
+        try:
+            proc = psutil.Process(pid)
+            proc.kill()
+            proc.wait(5)
+        except psutil.Error:
+            pass
+
+    def _stop_driver(self, drv: DriverProcess) -> None:
+        if drv.state == "running":
+            try:
+                call(drv.port, "shutdown", timeout=2.0)
+            except Unreachable:
+                pass
+        deadline = time.monotonic() + 3
+        while _alive(drv.pid) and time.monotonic() < deadline:
+            if drv.proc is not None:
+                drv.proc.poll()
+            time.sleep(0.05)
+        if _alive(drv.pid):
+            self._kill(drv.pid)
+        drv.state = "stopped"
+
+    def _restart(self, drv: DriverProcess, why: str) -> None:
+        log.error("driver %s %s; restarting (restart %d)", drv.name, why, drv.restarts + 1)
+        self._kill(drv.pid)
+        drv.restarts += 1
+        drv.error = why
+        drv.state = "restarting"
+        drv.next_start = time.monotonic() + self._backoff(drv)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.5):
+            with self.lock:
+                for drv in list(self.drivers.values()):
+                    self._check(drv)
+
+    def _check(self, drv: DriverProcess) -> None:
+        if drv.state in ("restarting", "failed"):
+            if time.monotonic() >= drv.next_start:
+                drv.port = free_port()
+                self._spawn(drv)
+            return
+        if drv.state != "running":
+            return
+        if drv.proc is not None and drv.proc.poll() is not None:
+            self._restart(drv, f"exited with code {drv.proc.returncode}")
+            return
+        if not _alive(drv.pid):
+            self._restart(drv, "process is gone")
+            return
+        try:
+            ok = call(drv.port, "hello", timeout=PING_TIMEOUT_S).success
+        except Unreachable:
+            ok = False
+        drv.missed_pings = 0 if ok else drv.missed_pings + 1
+        if drv.missed_pings >= HANG_PINGS:
+            self._restart(drv, f"did not answer for {HANG_PINGS * PING_TIMEOUT_S:.0f} s (hung)")

@@ -1,0 +1,204 @@
+"""The daemon's persistent state: pipelines, jobs and driver processes, in one SQLite file.
+
+The daemon is the only writer. Every change is committed at once, so a kill -9 of the
+daemon loses nothing it has acknowledged.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tomato_cli.models import Component, Job
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS pipelines (
+    name TEXT PRIMARY KEY,
+    sampleid TEXT,
+    ready INTEGER NOT NULL DEFAULT 0,
+    jobid INTEGER,
+    components TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    status TEXT NOT NULL,
+    job TEXT NOT NULL,
+    prefect_status TEXT
+);
+CREATE TABLE IF NOT EXISTS drivers (
+    name TEXT PRIMARY KEY,
+    port INTEGER NOT NULL,
+    pid INTEGER,
+    restarts INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+"""
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class PipelineState:
+    name: str
+    components: list[Component]
+    sampleid: str | None = None
+    ready: bool = False
+    jobid: int | None = None
+
+    def roles(self) -> dict[str, Component]:
+        return {c.role: c for c in self.components}
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "ready": self.ready,
+            "sampleid": self.sampleid,
+            "jobid": self.jobid,
+            "components": [c.model_dump() for c in self.components],
+        }
+
+
+@dataclass
+class DriverRecord:
+    name: str
+    port: int
+    pid: int | None = None
+    restarts: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class StateStore:
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.lock = threading.RLock()
+        self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+
+    # meta
+    def get_meta(self, key: str) -> str | None:
+        with self.lock:
+            row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    # pipelines
+    def pipelines(self) -> dict[str, PipelineState]:
+        with self.lock:
+            rows = self.db.execute(
+                "SELECT name, sampleid, ready, jobid, components FROM pipelines ORDER BY name"
+            ).fetchall()
+        return {
+            name: PipelineState(
+                name=name,
+                sampleid=sampleid,
+                ready=bool(ready),
+                jobid=jobid,
+                components=[Component.model_validate(c) for c in json.loads(comps)],
+            )
+            for name, sampleid, ready, jobid, comps in rows
+        }
+
+    def save_pipeline(self, pip: PipelineState, db: sqlite3.Connection | None = None) -> None:
+        comps = json.dumps([c.model_dump() for c in pip.components])
+        sql = "INSERT OR REPLACE INTO pipelines VALUES (?, ?, ?, ?, ?)"
+        params = (pip.name, pip.sampleid, int(pip.ready), pip.jobid, comps)
+        if db is not None:
+            db.execute(sql, params)
+        else:
+            with self.transaction() as tx:
+                tx.execute(sql, params)
+
+    def delete_pipeline(self, name: str, db: sqlite3.Connection) -> None:
+        db.execute("DELETE FROM pipelines WHERE name=?", (name,))
+
+    # jobs
+    def new_job_id(self, db: sqlite3.Connection) -> int:
+        cur = db.execute("INSERT INTO jobs (status, job) VALUES ('q', '{}')")
+        return int(cur.lastrowid)
+
+    def save_job(self, job: Job, db: sqlite3.Connection | None = None) -> None:
+        sql = "UPDATE jobs SET status=?, job=? WHERE id=?"
+        params = (job.status, job.model_dump_json(), job.id)
+        if db is not None:
+            db.execute(sql, params)
+        else:
+            with self.transaction() as tx:
+                tx.execute(sql, params)
+
+    def job(self, jobid: int) -> Job | None:
+        with self.lock:
+            row = self.db.execute("SELECT job FROM jobs WHERE id=?", (jobid,)).fetchone()
+        return Job.model_validate_json(row[0]) if row and row[0] != "{}" else None
+
+    def jobs(self, statuses: tuple[str, ...] | None = None) -> list[Job]:
+        with self.lock:
+            if statuses:
+                marks = ",".join("?" * len(statuses))
+                rows = self.db.execute(
+                    f"SELECT job FROM jobs WHERE status IN ({marks}) ORDER BY id", statuses
+                ).fetchall()
+            else:
+                rows = self.db.execute("SELECT job FROM jobs ORDER BY id").fetchall()
+        return [Job.model_validate_json(r[0]) for r in rows if r[0] != "{}"]
+
+    def jobs_unsynced(self) -> list[tuple[Job, str | None]]:
+        """Jobs whose Prefect mirror lags: no flow run yet, or another status pushed."""
+        with self.lock:
+            rows = self.db.execute(
+                "SELECT job, prefect_status FROM jobs WHERE job != '{}' AND ("
+                "json_extract(job, '$.flow_run_id') IS NULL OR prefect_status IS NULL "
+                "OR prefect_status != status) ORDER BY id"
+            ).fetchall()
+        return [(Job.model_validate_json(r[0]), r[1]) for r in rows]
+
+    def prefect_status(self, jobid: int) -> str | None:
+        with self.lock:
+            row = self.db.execute("SELECT prefect_status FROM jobs WHERE id=?", (jobid,)).fetchone()
+        return row[0] if row else None
+
+    def set_prefect_status(self, jobid: int, status: str | None) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE jobs SET prefect_status=? WHERE id=?", (status, jobid))
+
+    # drivers
+    def drivers(self) -> dict[str, DriverRecord]:
+        with self.lock:
+            rows = self.db.execute("SELECT name, port, pid, restarts FROM drivers").fetchall()
+        return {r[0]: DriverRecord(*r) for r in rows}
+
+    def save_driver(self, rec: DriverRecord) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO drivers VALUES (?, ?, ?, ?)",
+                (rec.name, rec.port, rec.pid, rec.restarts),
+            )
+
+    def delete_driver(self, name: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM drivers WHERE name=?", (name,))

@@ -1,0 +1,1 @@
+"""All calls into Prefect: the embedded server, the job deployment, flow-run states."""

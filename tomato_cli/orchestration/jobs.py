@@ -1,0 +1,174 @@
+"""The daemon's view of Prefect: the job deployment, flow runs and pipeline slots.
+
+Imports Prefect lazily, so that the daemon answers before Prefect is loaded or healthy.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from pathlib import Path
+from typing import Any
+
+from tomato_cli.orchestration.states import PREFECT_STATE, tomato_status
+
+log = logging.getLogger(__name__)
+
+FLOW_NAME = "tomato-job"
+WORKER_HEARTBEAT_S = 30.0
+
+
+def work_pool_name(port: int) -> str:
+    return f"tomato-{socket.gethostname()}-{port}"
+
+
+def deployment_name(port: int) -> str:
+    return f"{socket.gethostname()}-{port}"
+
+
+def pipeline_limit_name(pipeline: str) -> str:
+    return f"pipeline/{pipeline}"
+
+
+class PrefectJobs:
+    """Mirror of the daemon's jobs and pipelines in Prefect (the daemon's DB is the truth)."""
+
+    def __init__(self, port: int):
+        from prefect.client.orchestration import get_client
+
+        self.port = port
+        self.pool = work_pool_name(port)
+        self.client = get_client(sync_client=True)
+        self.client.__enter__()
+        self.deployment_id = None
+
+    def close(self) -> None:
+        self.client.__exit__(None, None, None)
+
+    def ensure_deployment(self) -> None:
+        """Create (or update) the host's work pool and the job deployment."""
+        from prefect.client.schemas.actions import WorkPoolCreate
+        from prefect.exceptions import ObjectAlreadyExists
+
+        import flows
+
+        try:
+            self.client.create_work_pool(
+                WorkPoolCreate(
+                    name=self.pool,
+                    type="process",
+                    description="tomato daemon on this host: its pipelines run these jobs",
+                )
+            )
+        except ObjectAlreadyExists:
+            pass
+        flow_id = self.client.create_flow_from_name(FLOW_NAME)
+        self.deployment_id = self.client.create_deployment(
+            flow_id=flow_id,
+            name=deployment_name(self.port),
+            work_pool_name=self.pool,
+            entrypoint="flows/job.py:tomato_job",
+            path=str(Path(flows.__file__).resolve().parent.parent),
+            description="One tomato job: created by `ketchup submit`, started by the tomato "
+            "daemon once a matching pipeline is ready.",
+            parameter_openapi_schema={
+                "title": "Parameters",
+                "type": "object",
+                "properties": {"jobid": {"title": "jobid", "type": "integer"}},
+                "required": ["jobid"],
+            },
+            tags=["tomato"],
+        )
+        self.heartbeat()
+
+    def heartbeat(self) -> None:
+        """Mark the work pool as served, so the UI shows it ready."""
+        self.client.send_worker_heartbeat(
+            self.pool, f"tomato-daemon-{self.port}", heartbeat_interval_seconds=WORKER_HEARTBEAT_S
+        )
+
+    def ensure_pipeline_slots(self, pipelines: dict[str, bool]) -> None:
+        """One global concurrency limit (limit 1) per pipeline; active = runs a job."""
+        from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+        from prefect.exceptions import ObjectNotFound
+
+        for name, busy in pipelines.items():
+            limit = pipeline_limit_name(name)
+            try:
+                self.client.read_global_concurrency_limit_by_name(limit)
+            except ObjectNotFound:
+                self.client.create_global_concurrency_limit(
+                    GlobalConcurrencyLimitCreate(name=limit, limit=1, active=True)
+                )
+            self.set_pipeline_busy(name, busy)
+
+    def set_pipeline_busy(self, pipeline: str, busy: bool) -> None:
+        from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+
+        self.client.update_global_concurrency_limit(
+            pipeline_limit_name(pipeline), GlobalConcurrencyLimitUpdate(active_slots=int(busy))
+        )
+
+    def remove_pipeline_slot(self, pipeline: str) -> None:
+        from prefect.exceptions import ObjectNotFound
+
+        try:
+            self.client.delete_global_concurrency_limit_by_name(pipeline_limit_name(pipeline))
+        except ObjectNotFound:
+            pass
+
+    def create_job_run(self, jobid: int, status: str, sample: str) -> str:
+        from prefect.client.schemas.objects import State, StateType
+
+        stype, sname = PREFECT_STATE[status]
+        flow_run = self.client.create_flow_run_from_deployment(
+            self.deployment_id,
+            parameters={"jobid": jobid},
+            state=State(type=StateType(stype), name=sname),
+            name=f"job-{jobid}",
+            tags=["tomato", f"sample:{sample}"],
+            idempotency_key=f"tomato-{self.port}-job-{jobid}",
+        )
+        return str(flow_run.id)
+
+    def set_status(self, flow_run_id: str, status: str, message: str | None = None) -> None:
+        """Set the Prefect state that stands for a tomato status (daemon-side changes only).
+
+        Queue states are forced (PAUSED to PAUSED); others go through Prefect's rules, so
+        that a state the flow run wrote itself in the meantime is never overwritten.
+        """
+        from prefect.client.schemas.objects import State, StateType
+
+        stype, sname = PREFECT_STATE[status]
+        self.client.set_flow_run_state(
+            flow_run_id,
+            State(type=StateType(stype), name=sname, message=message),
+            force=status in ("q", "qw"),
+        )
+
+    def mark_crashed(self, flow_run_id: str, message: str) -> None:
+        from prefect.states import Crashed
+
+        self.client.set_flow_run_state(flow_run_id, Crashed(message=message), force=True)
+
+    def read_states(self, flow_run_ids: list[str]) -> dict[str, tuple[str, str]]:
+        """Current (state type, state name) of the given flow runs."""
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+        out: dict[str, tuple[str, str]] = {}
+        for i in range(0, len(flow_run_ids), 200):
+            chunk = flow_run_ids[i : i + 200]
+            runs = self.client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=chunk)), limit=len(chunk)
+            )
+            for run in runs:
+                if run.state is not None:
+                    out[str(run.id)] = (run.state.type.value, run.state.name or "")
+        return out
+
+    def status_of(self, flow_run_id: str) -> str | None:
+        states = self.read_states([flow_run_id])
+        return tomato_status(*states[flow_run_id]) if flow_run_id in states else None
+
+    def info(self) -> dict[str, Any]:
+        return {"work_pool": self.pool, "deployment": f"{FLOW_NAME}/{deployment_name(self.port)}"}

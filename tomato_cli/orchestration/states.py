@@ -1,0 +1,32 @@
+"""The one mapping between tomato job statuses and Prefect states."""
+
+from __future__ import annotations
+
+from typing import Final
+
+# tomato status -> (Prefect state type, Prefect state name)
+PREFECT_STATE: Final[dict[str, tuple[str, str]]] = {
+    "q": ("PAUSED", "Queued"),
+    "qw": ("PAUSED", "Waiting"),
+    "r": ("RUNNING", "Running"),
+    "rd": ("CANCELLING", "Cancelling"),
+    "c": ("COMPLETED", "Completed"),
+    "ce": ("FAILED", "Failed"),
+    "cd": ("CANCELLED", "Cancelled"),
+}
+
+_BY_TYPE: Final[dict[str, str]] = {
+    "RUNNING": "r",
+    "CANCELLING": "rd",
+    "COMPLETED": "c",
+    "FAILED": "ce",
+    "CRASHED": "ce",
+    "CANCELLED": "cd",
+}
+
+
+def tomato_status(state_type: str, state_name: str) -> str | None:
+    """The tomato status a Prefect state stands for (None for states we never use)."""
+    if state_type == "PAUSED":
+        return "qw" if state_name == "Waiting" else "q"
+    return _BY_TYPE.get(state_type)

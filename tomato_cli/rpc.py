@@ -1,0 +1,132 @@
+"""A tiny JSON-over-HTTP request/reply protocol on loopback.
+
+Every process of tomato (daemon, driver hosts) answers ``POST /`` with a JSON body
+``{"cmd": str, "args": {...}}`` and replies with ``{"success": bool, "msg": str, "data": ...}``.
+It uses only the standard library so that the CLIs start fast.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+LOOPBACK = "127.0.0.1"
+
+
+@dataclass
+class Reply:
+    success: bool
+    msg: str = ""
+    data: Any = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"success": self.success, "msg": self.msg, "data": self.data}
+
+
+@dataclass
+class Unreachable(Exception):
+    """The peer did not answer (not running, wrong port, or timed out)."""
+
+    url: str
+    reason: str = field(default="")
+
+    def __str__(self) -> str:
+        return f"no answer from {self.url}: {self.reason}"
+
+
+class RpcError(Exception):
+    """Raised by handlers for an expected, user-facing failure; becomes a failed Reply."""
+
+
+Handler = Callable[[str, dict[str, Any]], Reply]
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "model_dump"):
+        return obj.model_dump(mode="json")
+    if hasattr(obj, "isoformat"):
+        return obj.isoformat()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    return str(obj)
+
+
+def dumps(obj: Any) -> bytes:
+    return json.dumps(obj, default=_json_default).encode()
+
+
+class RpcServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256
+
+    def __init__(self, host: str, port: int, handler: Handler):
+        self.handler = handler
+        super().__init__((host, port), _RequestHandler)
+
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
+
+    def start_background(self) -> threading.Thread:
+        thread = threading.Thread(target=self.serve_forever, name="rpc-server", daemon=True)
+        thread.start()
+        return thread
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    server: RpcServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        return
+
+    def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+        length = int(self.headers.get("Content-Length", 0))
+        try:
+            body = json.loads(self.rfile.read(length) or b"{}")
+            cmd = str(body["cmd"])
+            args = dict(body.get("args") or {})
+        except (ValueError, KeyError, TypeError) as exc:
+            reply = Reply(False, f"malformed request: {exc}")
+        else:
+            try:
+                reply = self.server.handler(cmd, args)
+            except RpcError as exc:
+                reply = Reply(False, str(exc))
+            except Exception as exc:  # a bug must not kill the server thread
+                reply = Reply(False, f"internal error in {cmd!r}: {type(exc).__name__}: {exc}")
+        payload = dumps(reply.as_dict())
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+def call(port: int, cmd: str, timeout: float = 10.0, host: str = LOOPBACK, **args: Any) -> Reply:
+    """Send one command; raise :class:`Unreachable` if nobody answers."""
+    url = f"http://{host}:{port}/"
+    request = urllib.request.Request(
+        url, data=dumps({"cmd": cmd, "args": args}), headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            body = json.loads(response.read())
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+        raise Unreachable(url, str(getattr(exc, "reason", exc))) from None
+    return Reply(bool(body.get("success")), str(body.get("msg", "")), body.get("data"))
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A port that was free a moment ago on ``host``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]

@@ -1,0 +1,113 @@
+"""NetCDF output of a job: the final ``results.<id>.nc`` and every snapshot.
+
+Snapshots use :func:`write_results` as well; there is no separate snapshot writer.
+The file is a NetCDF4 data tree readable with plain ``xarray.open_datatree(path)``:
+root attrs ``tomato_version`` and ``tomato_Job``; one group per role with attrs
+``tomato_Component`` and ``role``; a CF time coordinate ``uts`` (float64 Unix seconds, so
+xarray decodes it to datetime64 unless ``decode_times=False``); one variable per column,
+numeric ones with a CF ``units`` attribute, bools stored as int8 with ``dtype: "bool"``
+(decoded back to bool by xarray), strings as variable-length strings without units.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+
+import netCDF4
+import numpy as np
+
+from .jobstore import JobStore, RoleData, check_role
+
+try:
+    from tomato_cli.units import cf_units
+except ImportError:  # pragma: no cover - fallback until tomato_cli.units exists
+
+    def cf_units(units: str | None) -> str:
+        """Map a pint unit string to a UDUNITS string (minimal fallback)."""
+        if units is None or units.strip() in ("", "dimensionless"):
+            return "1"
+        return units.strip().replace("**", "^")
+
+
+UTS_ATTRS = {
+    "units": "seconds since 1970-01-01T00:00:00+00:00",
+    "calendar": "standard",
+    "standard_name": "time",
+    "long_name": "Unix timestamp",
+}
+
+
+def _write_group(group: netCDF4.Group, role: str, component: str, data: RoleData) -> None:
+    group.setncatts({"tomato_Component": component, "role": role})
+    n = len(data)
+    group.createDimension("uts", n if n else None)
+    uts = group.createVariable("uts", "f8", ("uts",), fill_value=False)
+    uts.setncatts(UTS_ATTRS)
+    if n:
+        uts[:] = data.uts
+    for name, arr in data.columns.items():
+        kind = arr.dtype.kind
+        if kind == "U":
+            var = group.createVariable(name, str, ("uts",))
+            if n:
+                var[:] = arr.astype(object)
+            continue
+        if kind == "b":
+            var = group.createVariable(name, "i1", ("uts",), fill_value=False)
+            var.setncatts({"units": cf_units(data.units.get(name)), "dtype": "bool"})
+            values = arr.astype(np.int8)
+        elif kind == "f":
+            var = group.createVariable(name, "f8", ("uts",), fill_value=np.nan)
+            var.setncatts({"units": cf_units(data.units.get(name))})
+            values = arr
+        else:
+            var = group.createVariable(name, "i8", ("uts",), fill_value=False)
+            var.setncatts({"units": cf_units(data.units.get(name))})
+            values = arr.astype(np.int64, copy=False)
+        if n:
+            var[:] = values
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_results(
+    path: Path,
+    store: JobStore,
+    job_json: str,
+    components: Mapping[str, str],
+    tomato_version: str,
+) -> Path:
+    """Write the store's data to ``path`` atomically (temporary name, then rename).
+
+    ``components`` maps each role to its ``tomato_Component`` JSON; every such role gets
+    a group, even without samples. Roles in the store but not in ``components`` are
+    written too, with ``tomato_Component`` set to ``"null"``. Holds one role in memory
+    at a time. Returns ``path``.
+    """
+    path = Path(path)
+    roles = [check_role(r) for r in components]
+    roles += [r for r in store.roles() if r not in components]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with netCDF4.Dataset(tmp, "w", format="NETCDF4") as nc:
+            nc.setncatts({"tomato_version": tomato_version, "tomato_Job": job_json})
+            for role in roles:
+                group = nc.createGroup(role)
+                _write_group(group, role, components.get(role, "null"), store.read(role))
+        _fsync(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync(path.parent)
+    return path
