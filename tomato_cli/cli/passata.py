@@ -51,7 +51,7 @@ def _show(data: Any) -> str:
 
 def _run(ctx: typer.Context, component: str, cmd: str, **args: Any) -> None:
     opts: Common = ctx.obj
-    emit(opts, ask(opts, "component", component=component, cmd=cmd, args=args), _show)
+    emit(opts, ask(opts, "component", component=component, action=cmd, args=args), _show)
 
 
 @app.command()

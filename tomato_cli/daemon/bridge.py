@@ -118,8 +118,11 @@ class PrefectBridge:
 
         jobs = PrefectJobs(self.daemon.port)
         jobs.ensure_deployment()
+        self._slots_dirty = False
+        jobs.ensure_pipeline_slots(
+            {p.name: p.jobid is not None for p in self.daemon.state.pipelines().values()}
+        )
         self.jobs = jobs
-        self._slots_dirty = True
         self._last_heartbeat = time.monotonic()
 
     def _run(self) -> None:

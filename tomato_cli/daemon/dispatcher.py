@@ -36,12 +36,16 @@ def plan(
     statuses: dict[int, str] = {}
     assignments: list[tuple[int, str]] = []
     taken: set[str] = set()
+    # a component shared by pipelines serves one job at a time
+    busy = {c.name for p in pipelines.values() if p.jobid is not None for c in p.components}
     for job in sorted(queued, key=lambda j: j.id):
         serving = [p for p in pipelines.values() if can_serve(job, p, caps)]
         statuses[job.id] = "qw" if serving else "q"
         for pip in serving:
-            if pip.name not in taken and is_free_for(job, pip):
+            names = {c.name for c in pip.components}
+            if pip.name not in taken and not names & busy and is_free_for(job, pip):
                 assignments.append((job.id, pip.name))
                 taken.add(pip.name)
+                busy |= names
                 break
     return statuses, assignments

@@ -449,7 +449,9 @@ class Daemon:
                     return comp
         raise RpcError(f"component {name!r} does not exist")
 
-    def cmd_component(self, component: str, cmd: str, args: dict[str, Any] | None = None) -> Reply:
+    def cmd_component(
+        self, component: str, action: str, args: dict[str, Any] | None = None
+    ) -> Reply:
         allowed = {
             "status",
             "attrs",
@@ -460,15 +462,15 @@ class Daemon:
             "reset",
         }
         comp = self._component(component)
-        if cmd == "register":
+        if action == "register":
             drv = self.drivers.drivers.get(comp.driver)
             if drv is None:
                 raise RpcError(f"driver {comp.driver!r} is not configured")
             self.drivers._register(drv)
             return Reply(True, f"registered {comp.name}", self.drivers.capabilities_of(comp))
-        if cmd not in allowed:
-            raise RpcError(f"unknown component command {cmd!r}")
-        if cmd in ("set_attr", "reset"):
+        if action not in allowed:
+            raise RpcError(f"unknown component command {action!r}")
+        if action in ("set_attr", "reset"):
             busy = [
                 p
                 for p in self.state.pipelines().values()
@@ -477,12 +479,12 @@ class Daemon:
             if busy:
                 raise RpcError(f"{comp.name} is used by running job {busy[0].jobid}")
         try:
-            reply = self.drivers.call(comp.driver, cmd, key=comp.key, **(args or {}))
+            reply = self.drivers.call(comp.driver, action, key=comp.key, **(args or {}))
         except Unreachable:
             raise RpcError(f"driver {comp.driver!r} of {comp.name} is not running") from None
         if not reply.success:
             raise RpcError(f"{comp.name}: {reply.msg}")
-        return Reply(True, reply.msg or f"{cmd} {comp.name}", reply.data)
+        return Reply(True, reply.msg or f"{action} {comp.name}", reply.data)
 
     # the gate
     def _dispatch_loop(self) -> None:
