@@ -195,4 +195,4 @@ def test_prefect_shows_pool_and_pipelines(lab: Tomato) -> None:
     limits = httpx.post(f"{api}/v2/concurrency_limits/filter", json={}).json()
     names = {lim["name"]: lim for lim in limits}
     for pipeline in lab.pipelines():
-        assert names[f"pipeline/{pipeline}"]["limit"] == 1
+        assert names[f"pipeline:{pipeline}"]["limit"] == 1

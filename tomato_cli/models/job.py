@@ -10,10 +10,12 @@ from pydantic import BaseModel
 from tomato_cli.models.payload import Payload
 
 JobStatus = Literal["q", "qw", "r", "rd", "c", "ce", "cd"]
-FINAL_STATUSES: Final = ("c", "ce", "cd")
+FINAL_STATUSES: Final[tuple[JobStatus, ...]] = ("c", "ce", "cd")
 
 
 class Job(BaseModel):
+    """A job as in the original's ``tomato_Job``, plus pipeline, flow run and error."""
+
     id: int
     payload: Payload
     jobname: str | None = None
@@ -29,3 +31,8 @@ class Job(BaseModel):
     pipeline: str | None = None
     flow_run_id: str | None = None
     error: str | None = None
+
+    @property
+    def is_final(self) -> bool:
+        """Whether the job has ended (completed, failed or cancelled)."""
+        return self.status in FINAL_STATUSES

@@ -1,37 +1,65 @@
-"""Payloads: the current version (2.2) and the upgrades from 0.1, 0.2, 1.0, 2.0 and 2.1."""
+"""Payloads of version 2.2: the job description submitted with ``ketchup submit``."""
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from tomato_cli.models.errors import PayloadError
-from tomato_cli.models.files import first_error, load_mapping
+from tomato_cli.models.files import format_error, load_mapping
+from tomato_cli.models.upgrade import CURRENT, original_version, upgrade
 from tomato_cli.units import to_seconds
 
 MIN_SAMPLING_S = 1e-4
-MAX_DURATION_S = 366 * 24 * 3600.0
-CURRENT = "2.2"
+MAX_DURATION_S = 365.25 * 24 * 3600.0  # one (Julian) year, as pint's "1 year"
+MAX_PAYLOAD_BYTES = 1 << 20
+Verbosity = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
 def _seconds(value: Any) -> Any:
-    if value is None:
-        return None
+    """Numbers are seconds; strings such as "10 s" or "2 h" are converted with pint."""
+    if value is None or isinstance(value, bool):
+        return value
     try:
         return to_seconds(value)
     except ValueError as exc:
-        raise ValueError(str(exc)) from None
+        raise ValueError(str(exc).removeprefix("duration: ")) from None
+
+
+def _bounded(value: float | None, low: float = 0.0) -> float | None:
+    """``value`` if it is positive, at least ``low`` and at most one year (all seconds)."""
+    if value is None:
+        return None
+    if value <= 0:
+        raise ValueError(f"must be positive, got {value:g} s")
+    if value < low:
+        raise ValueError(f"must be at least {low:g} s, got {value:g} s")
+    if value > MAX_DURATION_S:
+        raise ValueError(f"must be at most one year ({MAX_DURATION_S:g} s), got {value:g} s")
+    return value
+
+
+def _positive(value: float | None) -> float | None:
+    return _bounded(value)
 
 
 class Task(BaseModel):
+    """One technique step on one component role; durations in seconds."""
+
     model_config = ConfigDict(extra="forbid")
     component_role: str = Field(min_length=1)
-    max_duration: float = Field(gt=0, le=MAX_DURATION_S)
-    sampling_interval: float = Field(ge=MIN_SAMPLING_S, le=MAX_DURATION_S)
-    polling_interval: float | None = Field(default=None, gt=0, le=3600)
+    max_duration: float
+    sampling_interval: float
+    polling_interval: float | None = None
     technique_name: str = Field(min_length=1)
     task_name: str | None = None
     task_params: dict[str, Any] = Field(default_factory=dict)
@@ -41,25 +69,39 @@ class Task(BaseModel):
     _durations = field_validator(
         "max_duration", "sampling_interval", "polling_interval", mode="before"
     )(_seconds)
+    _limits = field_validator("max_duration", "polling_interval")(_positive)
+
+    @field_validator("sampling_interval")
+    @classmethod
+    def _sampling(cls, value: float) -> float | None:
+        return _bounded(value, MIN_SAMPLING_S)
 
 
 class Sample(BaseModel):
+    """The sample the job runs on; extra fields are kept."""
+
     model_config = ConfigDict(extra="allow")
     identifier: str = Field(min_length=1)
     sample_is_parent: bool = True
 
     @field_validator("identifier", mode="before")
     @classmethod
-    def _as_str(cls, value):
-        return str(value) if isinstance(value, int | float) else value
+    def _as_str(cls, value: Any) -> Any:
+        return (
+            str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+        )
 
 
 class User(BaseModel):
+    """Who submitted the job; extra fields are kept."""
+
     model_config = ConfigDict(extra="allow")
     identifier: str | None = None
 
 
 class Output(BaseModel):
+    """Where the final NetCDF file goes."""
+
     model_config = ConfigDict(extra="forbid")
     path: str | None = None
     prefix: str | None = None
@@ -67,28 +109,35 @@ class Output(BaseModel):
 
 
 class Snapshot(BaseModel):
+    """Periodic snapshots: every ``frequency`` seconds into ``path``/``prefix``."""
+
     model_config = ConfigDict(extra="forbid")
-    frequency: float = Field(gt=0, le=MAX_DURATION_S)
+    frequency: float
     path: str | None = None
     prefix: str | None = None
 
     _frequency = field_validator("frequency", mode="before")(_seconds)
+    _limits = field_validator("frequency")(_positive)
 
 
 class PayloadSettings(BaseModel):
+    """Job settings: verbosity, unlocking, output and snapshots."""
+
     model_config = ConfigDict(extra="forbid")
     unlock_when_done: bool = False
-    verbosity: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    verbosity: Verbosity = "INFO"
     output: Output = Field(default_factory=Output)
     snapshot: Snapshot | None = None
 
     @field_validator("verbosity", mode="before")
     @classmethod
-    def _upper(cls, value):
+    def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
 
 class Payload(BaseModel):
+    """A payload of version 2.2; dicts of older versions are upgraded on validation."""
+
     model_config = ConfigDict(extra="forbid")
     version: Literal["2.2"] = CURRENT
     settings: PayloadSettings = Field(default_factory=PayloadSettings)
@@ -96,108 +145,58 @@ class Payload(BaseModel):
     sample: Sample
     method: list[Task] = Field(min_length=1)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _upgrade(cls, data: Any) -> Any:
+        return upgrade(data) if isinstance(data, dict) else data
+
     @model_validator(mode="after")
-    def _triggers_exist(self) -> Payload:
-        names = [t.task_name for t in self.method if t.task_name]
-        if len(names) != len(set(names)):
-            raise ValueError("task_name values must be unique")
+    def _task_names(self) -> Payload:
+        names: set[str] = set()
         for i, task in enumerate(self.method):
-            for trigger in (task.start_with_task_name, task.stop_with_task_name):
-                if trigger is not None and trigger not in names:
-                    raise ValueError(
-                        f"method[{i}] waits for task_name {trigger!r}, which no task has"
-                    )
+            if task.task_name is not None:
+                if task.task_name in names:
+                    raise ValueError(f"method[{i}].task_name {task.task_name!r} is used twice")
+                names.add(task.task_name)
+        for i, task in enumerate(self.method):
+            for field in ("start_with_task_name", "stop_with_task_name"):
+                ref = getattr(task, field)
+                if ref is None:
+                    continue
+                if ref not in names:
+                    raise ValueError(f"method[{i}].{field}: no task has task_name {ref!r}")
+                if ref == task.task_name:
+                    raise ValueError(f"method[{i}].{field}: a task cannot wait for itself")
         return self
 
     def techniques_by_role(self) -> dict[str, set[str]]:
+        """The technique names each component role must provide."""
         out: dict[str, set[str]] = {}
         for task in self.method:
             out.setdefault(task.component_role, set()).add(task.technique_name)
         return out
 
 
-# upgrades, one version step each
-def _from_0x(data: dict[str, Any]) -> dict[str, Any]:
-    """0.1/0.2 -> 1.0: device/technique/time/delay tasks, a `tomato` block."""
-    out: dict[str, Any] = {"version": "1.0", "sample": data.get("sample")}
-    method = []
-    for task in data.get("method") or []:
-        if not isinstance(task, dict):
-            method.append(task)
-            continue
-        task = dict(task)
-        new: dict[str, Any] = {
-            "component_tag": task.pop("device", None),
-            "technique_name": task.pop("technique", None),
-            "max_duration": task.pop("time", None),
-            "sampling_interval": task.pop("delay", None),
-        }
-        params = task.pop("technique_params", None) or {}
-        params.update(task)  # anything else was a technique parameter in 0.x
-        new["technique_params"] = params
-        method.append(new)
-    out["method"] = method
-    out["settings"] = data.get("tomato") or {}
-    return out
-
-
-def _from_10(data: dict[str, Any]) -> dict[str, Any]:
-    out = dict(data, version="2.0")
-    out["method"] = [
-        _rename(t, "technique_params", "task_params") for t in data.get("method") or []
-    ]
-    return out
-
-
-def _from_20(data: dict[str, Any]) -> dict[str, Any]:
-    out = dict(data, version="2.1")
-    out["method"] = [
-        _rename(t, "component_tag", "component_role") for t in data.get("method") or []
-    ]
-    return out
-
-
-def _from_21(data: dict[str, Any]) -> dict[str, Any]:
-    out = dict(data, version="2.2")
-    sample = data.get("sample")
-    if isinstance(sample, dict) and "name" in sample and "identifier" not in sample:
-        out["sample"] = _rename(sample, "name", "identifier")
-    return out
-
-
-def _rename(obj: Any, old: str, new: str) -> Any:
-    if isinstance(obj, dict) and old in obj:
-        obj = dict(obj)
-        obj[new] = obj.pop(old)
-    return obj
-
-
-UPGRADES = {"0.1": _from_0x, "0.2": _from_0x, "1.0": _from_10, "2.0": _from_20, "2.1": _from_21}
-
-
-def upgrade(data: dict[str, Any], source: str = "payload") -> dict[str, Any]:
-    """Bring a payload of any known version to the current one."""
-    data = copy.deepcopy(data)
-    version = str(data.get("version", CURRENT))
-    while version != CURRENT:
-        step = UPGRADES.get(version)
-        if step is None:
-            known = ", ".join([*UPGRADES, CURRENT])
-            raise PayloadError(f"{source}: unknown payload version {version!r} (known: {known})")
-        data = step(data)
-        version = data["version"]
-    return data
-
-
 def parse_payload(data: dict[str, Any], source: str = "payload") -> Payload:
+    """Validate (and upgrade) a payload mapping; mistakes raise a one-line PayloadError."""
     if not isinstance(data, dict):
-        raise PayloadError(f"{source}: must hold a mapping")
+        raise PayloadError(f"{source}: must hold a mapping, not a {type(data).__name__}")
     try:
-        return Payload.model_validate(upgrade(data, source))
+        upgraded = upgrade(data)
+    except ValueError as exc:
+        raise PayloadError(f"{source}: {exc}") from None
+    try:
+        return Payload.model_validate(upgraded)
     except ValidationError as exc:
-        raise PayloadError(f"{source}: {first_error(exc)}") from None
+        note = ""
+        version = original_version(data)
+        if version != CURRENT:
+            note = f" (payload upgraded from version {version} to {CURRENT})"
+        raise PayloadError(f"{source}: {format_error(exc, upgraded)}{note}") from None
 
 
 def load_payload(path: Path) -> Payload:
-    data = load_mapping(Path(path), "payload", PayloadError)
+    """Read a payload file (YAML or JSON, any known version) as a 2.2 Payload."""
+    path = Path(path)
+    data = load_mapping(path, "payload", PayloadError, limit=MAX_PAYLOAD_BYTES)
     return parse_payload(data, f"payload {path}")

@@ -2,25 +2,33 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import math
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tomato_cli.models.errors import ConfigError
-from tomato_cli.models.files import first_error, read_text
+from tomato_cli.models.files import format_error, one_line, read_text
 
 SETTINGS_FILE = "settings.toml"
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 class JobsSettings(BaseModel):
+    """Where job folders are kept."""
+
     model_config = ConfigDict(extra="forbid")
     storage: Path
 
 
 class DevicesSettings(BaseModel):
+    """Which devices file to read."""
+
     model_config = ConfigDict(extra="forbid")
     config: Path
 
@@ -29,14 +37,23 @@ class PrefectSettings(BaseModel):
     """Which Prefect server to use: the embedded local one (no url) or an existing one."""
 
     model_config = ConfigDict(extra="forbid")
-    url: str | None = None
-    port: int | None = Field(default=None, gt=0, lt=65536)
+    url: str | None = None  # None: the embedded local server
+    port: int | None = Field(default=None, gt=0, lt=65536)  # embedded server; None: automatic
     api_key: str | None = None
     auth_string: str | None = None
     ui: bool = True
 
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https://, got {value!r}")
+        return value
+
 
 class Settings(BaseModel):
+    """The whole settings file."""
+
     model_config = ConfigDict(extra="forbid")
     datadir: Path
     logdir: Path
@@ -47,56 +64,87 @@ class Settings(BaseModel):
 
 
 def default_settings(appdir: Path, datadir: Path, logdir: Path) -> Settings:
+    """Settings with jobs under ``datadir/Jobs`` and the devices file ``appdir/devices.yml``."""
     return Settings(
         datadir=datadir,
         logdir=logdir,
-        jobs=JobsSettings(storage=datadir / "Jobs"),
-        devices=DevicesSettings(config=appdir / "devices.yml"),
+        jobs=JobsSettings(storage=Path(datadir) / "Jobs"),
+        devices=DevicesSettings(config=Path(appdir) / "devices.yml"),
     )
 
 
+def _resolve(path: Path, base: Path) -> Path:
+    path = path.expanduser()
+    return path if path.is_absolute() else base / path
+
+
 def load_settings(path: Path) -> Settings:
+    """Read a settings file; relative paths in it are taken relative to its folder."""
+    path = Path(path)
     where = f"settings file {path}"
-    if not Path(path).exists():
-        raise ConfigError(f"{where}: does not exist")
-    text = read_text(Path(path), "settings file", ConfigError)
+    if not path.is_file():
+        raise ConfigError(f"{where}: does not exist (run `tomato init` to create one)")
+    text = read_text(path, "settings file", ConfigError)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{where}: malformed TOML: {exc}") from None
+        raise ConfigError(f"{where}: malformed TOML: {one_line(exc)}") from None
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{where}: {first_error(exc)}") from None
-    base = Path(path).parent
-    devices = settings.devices.config
-    if not devices.is_absolute():
-        settings.devices.config = base / devices
+        raise ConfigError(f"{where}: {format_error(exc, data)}") from None
+    base = path.parent.absolute()
+    settings.datadir = _resolve(settings.datadir, base)
+    settings.logdir = _resolve(settings.logdir, base)
+    settings.jobs.storage = _resolve(settings.jobs.storage, base)
+    settings.devices.config = _resolve(settings.devices.config, base)
     return settings
 
 
-def _toml_value(value: Any) -> str:
+def _key(key: str) -> str:
+    return key if _BARE_KEY.match(key) else json.dumps(key)
+
+
+def _value(value: Any) -> str:
+    """One TOML value (inline tables for nested mappings)."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return json.dumps(str(value))
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        return repr(value) if math.isfinite(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, str | Path):
+        return json.dumps(str(value), ensure_ascii=False)
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        items = (f"{_key(str(k))} = {_value(v)}" for k, v in value.items() if v is not None)
+        return "{" + ", ".join(items) + "}"
+    raise ConfigError(f"cannot write {value!r} ({type(value).__name__}) to TOML")
 
 
-def _toml_table(name: str, table: dict[str, Any], out: list[str]) -> None:
+def _table(name: str, table: dict[str, Any], out: list[str]) -> None:
     scalars = {k: v for k, v in table.items() if not isinstance(v, dict) and v is not None}
     tables = {k: v for k, v in table.items() if isinstance(v, dict)}
     if name and (scalars or not tables):
         out.append(f"\n[{name}]")
     for key, value in scalars.items():
-        out.append(f"{json.dumps(key)} = {_toml_value(value)}")
+        out.append(f"{_key(key)} = {_value(value)}")
     for key, sub in tables.items():
-        _toml_table(f"{name}.{json.dumps(key)}" if name else json.dumps(key), sub, out)
+        _table(f"{name}.{_key(key)}" if name else _key(key), sub, out)
+
+
+def dump_settings(settings: Settings) -> str:
+    """The settings as TOML text."""
+    out: list[str] = ["# tomato settings"]
+    _table("", settings.model_dump(), out)
+    return "\n".join(out) + "\n"
 
 
 def write_settings(settings: Settings, path: Path) -> None:
-    out: list[str] = ["# tomato settings"]
-    _toml_table("", settings.model_dump(mode="json"), out)
-    Path(path).write_text("\n".join(out) + "\n")
+    """Write the settings file (readable by :func:`load_settings`)."""
+    Path(path).write_text(dump_settings(settings), encoding="utf-8")

@@ -27,7 +27,7 @@ def deployment_name(port: int) -> str:
 
 
 def pipeline_limit_name(pipeline: str) -> str:
-    return f"pipeline/{pipeline}"
+    return f"pipeline:{pipeline}"
 
 
 class PrefectJobs:
@@ -101,6 +101,10 @@ class PrefectJobs:
                     GlobalConcurrencyLimitCreate(name=limit, limit=1, active=True)
                 )
             self.set_pipeline_busy(name, busy)
+        for limit in self.client.read_global_concurrency_limits(limit=1000, offset=0):
+            gone = limit.name.removeprefix("pipeline:")
+            if limit.name.startswith("pipeline:") and gone not in pipelines:
+                self.remove_pipeline_slot(gone)
 
     def set_pipeline_busy(self, pipeline: str, busy: bool) -> None:
         from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate

@@ -1,0 +1,306 @@
+"""Jobs end to end: ketchup submit -> Prefect flow run -> NetCDF, on a real daemon."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from tests.integration.harness import REFERENCE, Tomato, counter_payload
+from tomato_cli.models import Component, Job
+
+PAYLOADS = REFERENCE / "payloads"
+
+
+def prefect_run(lab: Tomato, job: dict) -> dict:
+    import httpx
+
+    api = lab.ok("tomato", "status")["prefect"]["api_url"]
+    return httpx.get(f"{api}/flow_runs/{job['flow_run_id']}").json()
+
+
+def task_runs(lab: Tomato, job: dict) -> list[dict]:
+    import httpx
+
+    api = lab.ok("tomato", "status")["prefect"]["api_url"]
+    body = {"task_runs": {"flow_run_id": {"any_": [job["flow_run_id"]]}}}
+    return httpx.post(f"{api}/task_runs/filter", json=body).json()
+
+
+def open_results(path: Path) -> xr.DataTree:
+    return xr.open_datatree(path, engine="netcdf4")
+
+
+def test_single_step_job_writes_reference_layout(lab: Tomato, tmp_path: Path) -> None:
+    lab.prepare("pip-counter-1", "counter_1_0.1")
+    jobid = lab.submit(PAYLOADS / "counter_1_0.1.yml", cwd=tmp_path)
+    job = lab.wait_job(jobid)
+    assert job["status"] == "c", job
+    assert job["pipeline"] == "pip-counter-1"
+    path = tmp_path / f"results.{jobid}.nc"
+    assert Path(job["respath"]) == path
+    with open_results(path) as dt:
+        assert dt.attrs["tomato_version"]
+        back = Job.model_validate_json(dt.attrs["tomato_Job"])
+        assert back.id == jobid and back.payload.sample.identifier == "counter_1_0.1"
+        node = dt["counter"]
+        comp = Component.model_validate_json(node.attrs["tomato_Component"])
+        assert (comp.role, comp.device, comp.channel) == ("counter", "dev-counter", "1")
+        assert comp.capabilities == ["count", "random"]
+        assert {"val", "max", "min", "param", "choice"} <= set(node.data_vars)
+        assert node["param"].attrs["units"] == "s"
+        for name, var in node.data_vars.items():
+            if var.dtype.kind in "iuf":
+                assert "units" in var.attrs, name
+        assert 9 <= node.sizes["uts"] <= 11
+    with xr.open_datatree(path, decode_times=False) as raw:
+        uts = raw["counter"]["uts"]
+        assert uts.attrs["units"].startswith("seconds since 1970-01-01")
+        assert np.all(np.diff(uts.values) > 0)
+    # the pipeline is released and, without unlock_when_done, not ready
+    pip = lab.pipelines()["pip-counter-1"]
+    assert pip["jobid"] is None and pip["ready"] is False
+    # Prefect agrees: one flow run, Completed, with one task run per technique step
+    run = prefect_run(lab, job)
+    assert run["state"]["type"] == "COMPLETED" and run["name"] == f"job-{jobid}"
+    steps = [t for t in task_runs(lab, job) if t["name"].startswith("0-counter")]
+    assert len(steps) == 1 and steps[0]["state"]["type"] == "COMPLETED"
+
+
+def test_job_waits_for_sample_and_ready(lab: Tomato, tmp_path: Path) -> None:
+    pip = lab.pipelines()["pip-counter-2"]
+    if pip["sampleid"] is not None:
+        lab.ok("tomato", "pipeline", "eject", "pip-counter-2")
+    jobid = lab.submit(counter_payload("waiting-sample", 0.5), cwd=tmp_path)
+    job = lab.wait_job(jobid, ("qw",), timeout=30)
+    # waiting is visible in Prefect under a matching state name, never Late
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        state = prefect_run(lab, job)["state"]
+        if state["name"] == "Waiting":
+            break
+        time.sleep(0.3)
+    assert (state["type"], state["name"]) == ("PAUSED", "Waiting")
+    lab.ok("tomato", "pipeline", "load", "pip-counter-2", "waiting-sample")
+    time.sleep(2)
+    assert lab.job(jobid)["status"] == "qw"  # right sample, but not ready
+    lab.ok("tomato", "pipeline", "ready", "pip-counter-2")
+    assert lab.wait_job(jobid)["status"] == "c"
+
+
+def test_unknown_role_is_rejected_and_nothing_is_queued(lab: Tomato, tmp_path: Path) -> None:
+    before = len(lab.ok("ketchup", "status"))
+    msg = lab.fails("ketchup", "submit", str(_write(tmp_path, counter_payload("x", role="nope"))))
+    assert "no pipeline has a component with role 'nope'" in msg
+    assert len(lab.ok("ketchup", "status")) == before
+
+
+def _write(folder: Path, payload: dict) -> Path:
+    import yaml
+
+    path = folder / "payload.yml"
+    path.write_text(yaml.safe_dump(payload))
+    return path
+
+
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        ("counter_invalid_1.yml", "unknown"),
+        ("counter_invalid_2.yml", "wrong type"),
+        ("counter_invalid_3.yml", "minimum"),
+        ("counter_invalid_4.yml", "unknown"),
+    ],
+)
+def test_invalid_reference_payloads_are_rejected(lab: Tomato, name: str, reason: str) -> None:
+    before = len(lab.ok("ketchup", "status"))
+    msg = lab.fails("ketchup", "submit", str(PAYLOADS / name))
+    assert name in msg and reason in msg, msg
+    assert len(lab.ok("ketchup", "status")) == before
+
+
+def test_multistep_job(lab: Tomato, tmp_path: Path) -> None:
+    lab.prepare("pip-counter-3", "counter_multistep")
+    jobid = lab.submit(PAYLOADS / "counter_multistep.yml", cwd=tmp_path)
+    job = lab.wait_job(jobid)
+    assert job["status"] == "c", job
+    with open_results(tmp_path / f"results.{jobid}.nc") as dt:
+        assert 18 <= dt["counter"].sizes["uts"] <= 21  # 10 at 0.1 s, then 5 at 0.2 s
+    names = sorted(t["name"] for t in task_runs(lab, job) if "-counter-count" in t["name"])
+    assert names == ["0-counter-count", "1-counter-count"]
+
+
+def test_multidevice_job_runs_roles_in_parallel(lab: Tomato, tmp_path: Path) -> None:
+    lab.prepare("pip-multidev", "counter_multistep_multidev")
+    t0 = time.monotonic()
+    jobid = lab.submit(PAYLOADS / "counter_multistep_multidev.yml", cwd=tmp_path)
+    job = lab.wait_job(jobid)
+    assert job["status"] == "c", job
+    with open_results(tmp_path / f"results.{jobid}.nc") as dt:
+        assert set(dt.children) == {"counter-1", "counter-2"}
+        one, two = dt["counter-1"], dt["counter-2"]
+        assert 9 <= one.sizes["uts"] <= 11  # two steps of 1 s at 0.2 s
+        assert 19 <= two.sizes["uts"] <= 21  # one step of 2 s at 0.1 s
+        # in parallel: both roles started within a second of each other
+        start_one = one["uts"].values[0]
+        start_two = two["uts"].values[0]
+        assert abs((start_one - start_two) / np.timedelta64(1, "s")) < 1.0
+    assert time.monotonic() - t0 < 60
+
+
+@pytest.mark.parametrize(
+    "payload", ["psutil_counter_with_task_start.yml", "psutil_counter_with_task_stop.yml"]
+)
+def test_triggers(lab: Tomato, tmp_path: Path, payload: str) -> None:
+    sample = payload.removesuffix(".yml")
+    lab.prepare("pip-psutil", sample)
+    jobid = lab.submit(PAYLOADS / payload, cwd=tmp_path)
+    job = lab.wait_job(jobid)
+    assert job["status"] == "c", job
+    with open_results(tmp_path / f"results.{jobid}.nc") as dt:
+        psutil_uts = dt["psutil"]["uts"].values
+        counter_uts = dt["counter"]["uts"].values
+        assert dt["psutil"]["cpu_percent"].attrs["units"] == "percent"
+    seconds = np.timedelta64(1, "s")
+    if "start" in payload:
+        # the counter starts with the second psutil step, about 1 s after the job began
+        assert (counter_uts[0] - psutil_uts[0]) / seconds > 0.8
+        assert 9 <= len(counter_uts) <= 11  # 2 s at 0.2 s
+    else:
+        # the counter (20 s planned) stops when the psutil 'trigger' step starts, at about 3 s
+        assert len(counter_uts) <= 4
+        assert (counter_uts[-1] - psutil_uts[0]) / seconds < 5
+
+
+def test_output_path_and_prefix(lab: Tomato, tmp_path: Path) -> None:
+    lab.prepare("pip-counter-4", "counter_output_path")
+    jobid = lab.submit(PAYLOADS / "counter_output_path.yml", cwd=tmp_path)
+    assert lab.wait_job(jobid)["status"] == "c"
+    assert (tmp_path / "newfolder" / f"results.{jobid}.nc").exists()
+    lab.prepare("pip-counter-4", "counter_output_prefix")
+    jobid = lab.submit(PAYLOADS / "counter_output_prefix.yml", cwd=tmp_path)
+    assert lab.wait_job(jobid)["status"] == "c"
+    assert (tmp_path / "data.nc").exists()
+
+
+def test_cancel_running_job_from_cli_keeps_data(lab: Tomato, tmp_path: Path) -> None:
+    lab.prepare("pip-counter-1", "cancel-cli")
+    jobid = lab.submit(counter_payload("cancel-cli", 60, 0.1), cwd=tmp_path)
+    lab.wait_job(jobid, ("r",), timeout=60)
+    time.sleep(2)
+    data = lab.ok("ketchup", "cancel", str(jobid))
+    assert data[0]["status"] == "rd"
+    t0 = time.monotonic()
+    job = lab.wait_job(jobid, timeout=30)
+    assert job["status"] == "cd"
+    assert time.monotonic() - t0 < 10
+    # the instrument stopped: the component runs nothing
+    assert lab.ok("passata", "status", "example-addr,1")["running"] is False
+    with open_results(tmp_path / f"results.{jobid}.nc") as dt:
+        assert dt["counter"].sizes["uts"] >= 15
+    assert prefect_run(lab, job)["state"]["type"] == "CANCELLED"
+    msg = lab.fails("ketchup", "cancel", str(jobid))
+    assert "finished" in msg
+
+
+def test_cancel_queued_job(lab: Tomato, tmp_path: Path) -> None:
+    jobid = lab.submit(counter_payload("never-loaded"), cwd=tmp_path)
+    lab.wait_job(jobid, ("q", "qw"))
+    lab.ok("ketchup", "cancel", str(jobid))
+    job = lab.wait_job(jobid)
+    assert job["status"] == "cd"
+    deadline = time.monotonic() + 15
+    while prefect_run(lab, job)["state"]["type"] != "CANCELLED":
+        assert time.monotonic() < deadline, prefect_run(lab, job)["state"]
+        time.sleep(0.3)
+
+
+def test_cancel_from_prefect_ui(lab: Tomato, tmp_path: Path) -> None:
+    """What the UI's cancel button does: set the flow run to Cancelling through the API."""
+    import httpx
+
+    lab.prepare("pip-counter-2", "cancel-ui")
+    jobid = lab.submit(counter_payload("cancel-ui", 60, 0.1), cwd=tmp_path)
+    job = lab.wait_job(jobid, ("r",), timeout=60)
+    time.sleep(1.5)
+    api = lab.ok("tomato", "status")["prefect"]["api_url"]
+    reply = httpx.post(
+        f"{api}/flow_runs/{job['flow_run_id']}/set_state",
+        json={"state": {"type": "CANCELLING", "name": "Cancelling"}, "force": False},
+    )
+    assert reply.status_code in (200, 201), reply.text
+    job = lab.wait_job(jobid, timeout=30)
+    assert job["status"] == "cd"
+    with open_results(tmp_path / f"results.{jobid}.nc") as dt:
+        assert dt["counter"].sizes["uts"] >= 10
+    assert prefect_run(lab, job)["state"]["type"] == "CANCELLED"
+
+
+def test_snapshots_on_demand_and_periodic(lab: Tomato, tmp_path: Path) -> None:
+    lab.prepare("pip-counter-3", "counter_snapshot")
+    jobid = lab.submit(PAYLOADS / "counter_snapshot.yml", cwd=tmp_path)
+    lab.wait_job(jobid, ("r",), timeout=60)
+    time.sleep(3)
+    here = tmp_path / "elsewhere"
+    here.mkdir()
+    lab.ok("ketchup", "snapshot", str(jobid), cwd=here)
+    with open_results(here / f"snapshot.{jobid}.nc") as dt:
+        first = dt["counter"].sizes["uts"]
+        assert first >= 10
+    # the periodic snapshot (every 5 s) lands in the submit folder while the job runs
+    deadline = time.monotonic() + 20
+    while not (tmp_path / f"snapshot.{jobid}.nc").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    assert lab.job(jobid)["status"] == "r"
+    job = lab.wait_job(jobid, timeout=60)
+    assert job["status"] == "c"
+    with open_results(tmp_path / f"results.{jobid}.nc") as dt:
+        assert dt["counter"].sizes["uts"] >= 148
+    snaps = [t for t in task_runs(lab, job) if t["name"].startswith("periodic_snapshots")]
+    assert len(snaps) == 1 and snaps[0]["state"]["type"] == "COMPLETED"
+    assert "does not exist" in lab.fails("ketchup", "snapshot", "99999")
+
+
+def test_sampling_fidelity_10s_at_100ms(lab: Tomato, tmp_path: Path) -> None:
+    lab.prepare("pip-counter-4", "fidelity")
+    jobid = lab.submit(counter_payload("fidelity", 10, 0.1), cwd=tmp_path)
+    assert lab.wait_job(jobid)["status"] == "c"
+    with xr.open_datatree(tmp_path / f"results.{jobid}.nc", decode_times=False) as dt:
+        uts = dt["counter"]["uts"].values
+    assert len(uts) >= 0.99 * 100, len(uts)
+    assert np.all(np.diff(uts) > 0)
+
+
+def test_twenty_jobs_on_four_pipelines(lab: Tomato, tmp_path: Path) -> None:
+    sample = "stress"
+    for i in range(1, 5):
+        lab.prepare(f"pip-counter-{i}", sample)
+    payload = counter_payload(sample, 0.5, 0.1, unlock_when_done=True)
+    with ThreadPoolExecutor(8) as pool:
+        ids = list(pool.map(lambda _: lab.submit(payload, cwd=tmp_path), range(20)))
+    assert len(set(ids)) == 20
+    jobs = [lab.wait_job(j, timeout=300) for j in ids]
+    assert all(j["status"] == "c" for j in jobs), [(j["id"], j["status"]) for j in jobs]
+    by_pip: dict[str, list[tuple[datetime, datetime]]] = {}
+    for job in jobs:
+        assert job["pipeline"] in {f"pip-counter-{i}" for i in range(1, 5)}
+        span = (
+            datetime.fromisoformat(job["launched_at"]),
+            datetime.fromisoformat(job["completed_at"]),
+        )
+        by_pip.setdefault(job["pipeline"], []).append(span)
+    for spans in by_pip.values():
+        spans.sort()
+        for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+            assert start >= end, "two jobs overlapped on one pipeline"
+    # each job ran exactly once: one flow run each, each Completed with one step task
+    for job in jobs:
+        assert prefect_run(lab, job)["state"]["type"] == "COMPLETED"
+    for i in range(1, 5):
+        lab.ok("tomato", "pipeline", "eject", f"pip-counter-{i}")

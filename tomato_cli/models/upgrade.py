@@ -1,0 +1,107 @@
+"""Upgrading payload mappings of versions 0.1, 0.2, 1.0, 2.0 and 2.1 to 2.2, step by step."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+CURRENT = "2.2"
+Step = Callable[[dict[str, Any]], dict[str, Any]]
+
+# 0.x task keys and their 1.0 names; any other 0.x task key is a technique parameter
+_TASK_0X = {
+    "device": "component_tag",
+    "technique": "technique_name",
+    "time": "max_duration",
+    "delay": "sampling_interval",
+}
+
+
+def _rename(obj: Any, old: str, new: str, where: str) -> Any:
+    if not isinstance(obj, dict) or old not in obj:
+        return obj
+    if new in obj:
+        raise ValueError(f"{where}: both {old!r} and {new!r} given; use only {new!r}")
+    return {(new if k == old else k): v for k, v in obj.items()}
+
+
+def _map_tasks(data: dict[str, Any], step: Callable[[Any, str], Any]) -> None:
+    method = data.get("method")
+    if isinstance(method, list):
+        data["method"] = [step(task, f"method[{i}]") for i, task in enumerate(method)]
+
+
+def _task_0x(task: Any, where: str) -> Any:
+    if not isinstance(task, dict):
+        return task
+    out: dict[str, Any] = {}
+    params = dict(task.get("technique_params") or {})
+    for key, value in task.items():
+        if key in _TASK_0X:
+            out[_TASK_0X[key]] = value
+        elif key != "technique_params":
+            params[key] = value
+    if params:
+        out["technique_params"] = params
+    return out
+
+
+def _from_0x(data: dict[str, Any]) -> dict[str, Any]:
+    """0.1/0.2 -> 1.0: device/technique/time/delay tasks; ``tomato`` block -> ``settings``."""
+    data = _rename(data, "tomato", "settings", "top level")
+    _map_tasks(data, _task_0x)
+    return data
+
+
+def _from_10(data: dict[str, Any]) -> dict[str, Any]:
+    """1.0 -> 2.0: ``technique_params`` -> ``task_params``."""
+    _map_tasks(data, lambda t, w: _rename(t, "technique_params", "task_params", w))
+    return data
+
+
+def _from_20(data: dict[str, Any]) -> dict[str, Any]:
+    """2.0 -> 2.1: ``component_tag`` -> ``component_role``."""
+    _map_tasks(data, lambda t, w: _rename(t, "component_tag", "component_role", w))
+    return data
+
+
+def _from_21(data: dict[str, Any]) -> dict[str, Any]:
+    """2.1 -> 2.2: ``sample.name`` -> ``sample.identifier``."""
+    data["sample"] = _rename(data.get("sample"), "name", "identifier", "sample")
+    if data["sample"] is None:
+        del data["sample"]
+    return data
+
+
+UPGRADES: dict[str, tuple[str, Step]] = {
+    "0.1": ("1.0", _from_0x),
+    "0.2": ("1.0", _from_0x),
+    "1.0": ("2.0", _from_10),
+    "2.0": ("2.1", _from_20),
+    "2.1": ("2.2", _from_21),
+}
+VERSIONS = (*UPGRADES, CURRENT)
+
+
+def original_version(data: dict[str, Any]) -> str:
+    """The payload's version as a string ("2.2" when absent; YAML numbers accepted)."""
+    version = data.get("version", CURRENT)
+    if isinstance(version, int) and not isinstance(version, bool):
+        return f"{version}.0"
+    return str(version)
+
+
+def upgrade(data: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the payload mapping, upgraded to version 2.2; ValueError on unknown versions."""
+    version = original_version(data)
+    if version not in VERSIONS:
+        raise ValueError(
+            f"version: unknown payload version {version!r} (known: {', '.join(VERSIONS)})"
+        )
+    data = copy.deepcopy(data)
+    while version != CURRENT:
+        version, step = UPGRADES[version]
+        data = step(data)
+    data["version"] = CURRENT
+    return data
