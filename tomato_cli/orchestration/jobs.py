@@ -101,10 +101,16 @@ class PrefectJobs:
                     GlobalConcurrencyLimitCreate(name=limit, limit=1, active=True)
                 )
             self.set_pipeline_busy(name, busy)
-        for limit in self.client.read_global_concurrency_limits(limit=1000, offset=0):
-            gone = limit.name.removeprefix("pipeline:")
-            if limit.name.startswith("pipeline:") and gone not in pipelines:
-                self.remove_pipeline_slot(gone)
+        stale = []
+        offset = 0
+        while page := self.client.read_global_concurrency_limits(limit=200, offset=offset):
+            offset += len(page)
+            for limit in page:
+                name = limit.name.removeprefix("pipeline:")
+                if limit.name.startswith("pipeline:") and name not in pipelines:
+                    stale.append(name)
+        for name in stale:
+            self.remove_pipeline_slot(name)
 
     def set_pipeline_busy(self, pipeline: str, busy: bool) -> None:
         from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
