@@ -15,7 +15,7 @@ from prefect.states import Cancelled, Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.context import JobRun, load_context
-from flows.results import write_job_results
+from flows.results import write_final_results, write_job_results
 from tomato_cli.models import Task
 
 PROGRESS_EVERY_S = 2.0
@@ -125,8 +125,9 @@ def reset_components(run: JobRun) -> None:
 
 
 @task(cache_policy=NO_CACHE)
-def write_results(run: JobRun) -> str:
-    return str(write_job_results(run.context, Path(run.job.respath), run.job))
+def write_results(run: JobRun) -> tuple[str, str | None]:
+    path, problem = write_final_results(run.context, run.job)
+    return str(path), problem
 
 
 def _planned_duration(run: JobRun) -> float:
@@ -184,22 +185,27 @@ def tomato_job(jobid: int):
     except Exception as exc:
         errors.append(f"reset failed: {exc}")
     try:
-        path = write_results(run)
+        path, problem = write_results(run)
+        if problem:
+            errors.append(problem)
     except Exception as exc:
         errors.append(f"writing results failed: {exc}")
         path = None
     run.store.close()
     total = sum(run.samples.values())
+    # the daemon hears the end first: Prefect calls below may wait for an absent server
+    if errors:
+        message = "; ".join(errors)
+        run.report("ce", message)
+        state = Failed(message=message)
+    elif run.cancel.is_set():
+        run.report("cd", "cancelled")
+        state = Cancelled(message=f"cancelled; {total} samples kept in {path}")
+    else:
+        run.report("c")
+        state = Completed(message=f"{total} samples written to {path}")
     try:
         update_progress_artifact(artifact, 100.0)
     except Exception:
         pass
-    if errors:
-        message = "; ".join(errors)
-        run.report("ce", message)
-        return Failed(message=message)
-    if run.cancel.is_set():
-        run.report("cd", "cancelled")
-        return Cancelled(message=f"cancelled; {total} samples kept in {path}")
-    run.report("c")
-    return Completed(message=f"{total} samples written to {path}")
+    return state

@@ -2,25 +2,37 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from tomato_cli import __version__
-from tomato_cli.models import Job
+from tomato_cli.models import Component, Job
 from tomato_cli.store import JobStore, write_results
+
+log = logging.getLogger(__name__)
 
 
 def write_job_results(context: dict[str, Any], path: Path, job: Job | None = None) -> Path:
     """Write ``path`` from the store in the job folder; safe while the job still writes."""
     job = job or Job.model_validate(context["job"])
     components = {
-        role: _component_json(entry["component"]) for role, entry in context["components"].items()
+        role: Component.model_validate(entry["component"]).model_dump_json()
+        for role, entry in context["components"].items()
     }
     with JobStore(Path(job.jobpath), durable=False) as store:
         return write_results(path, store, job.model_dump_json(), components, __version__)
 
 
-def _component_json(component: dict[str, Any]) -> str:
-    from tomato_cli.models import Component
+def write_final_results(context: dict[str, Any], job: Job) -> tuple[Path, str | None]:
+    """The final NetCDF at the job's result path, or in the job folder if that fails.
 
-    return Component.model_validate(component).model_dump_json()
+    Returns where it was written and, if the result path could not be used, why.
+    """
+    try:
+        return write_job_results(context, Path(job.respath), job), None
+    except OSError as exc:
+        fallback = Path(job.jobpath) / Path(job.respath).name
+        why = f"could not write {job.respath} ({exc.strerror or exc}); results are in {fallback}"
+        log.error("job %s: %s", job.id, why)
+        return write_job_results(context, fallback, job), why

@@ -112,8 +112,18 @@ class PrefectBridge:
         if pidfile and pidfile.exists():
             pidfile.unlink()
 
+    def _drop_client(self) -> None:
+        jobs, self.jobs = self.jobs, None
+        if jobs is not None:
+            try:
+                jobs.close()
+            except Exception:
+                pass
+
     def _connect(self) -> None:
         os.environ.update(self.target.client_env())
+        # the daemon notices an absent server itself; it must not sit in client retries
+        os.environ["PREFECT_CLIENT_MAX_RETRIES"] = "1"
         from tomato_cli.orchestration.jobs import PrefectJobs
 
         jobs = PrefectJobs(self.daemon.port)
@@ -127,6 +137,10 @@ class PrefectBridge:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            if self.healthy and not is_healthy(self.target):
+                log.warning("Prefect at %s does not answer", self.target.api_url)
+                self.healthy, self.error = False, "Prefect server does not answer"
+                self._drop_client()
             try:
                 if not self.healthy:
                     if self._ensure_server():
@@ -143,6 +157,7 @@ class PrefectBridge:
             except Exception as exc:  # Prefect away or refusing: keep the daemon going
                 if self.healthy:
                     log.warning("lost Prefect at %s: %s", self.target.api_url, exc)
+                self._drop_client()
                 self.healthy = False
                 self.error = f"{type(exc).__name__}: {exc}"
                 self._stop.wait(1.0)

@@ -189,7 +189,14 @@ class DriverSupervisor:
         self._kill(drv.pid)
 
     def _register(self, drv: DriverProcess) -> None:
-        comps = [{"address": c.address, "channel": c.channel} for c in drv.components.values()]
+        comps = [
+            {
+                "address": c.address,
+                "channel": c.channel,
+                **({"options": c.options} if c.options else {}),
+            }
+            for c in drv.components.values()
+        ]
         reply = self._call(drv, "register", components=comps)
         if reply is not None and reply.success:
             drv.capabilities = {k: v["capabilities"] for k, v in reply.data.items()}

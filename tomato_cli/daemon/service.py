@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -20,6 +21,7 @@ from tomato_cli.daemon.launcher import JobLauncher
 from tomato_cli.daemon.outputs import result_path, snapshot_path
 from tomato_cli.daemon.state import PipelineState, StateStore, now
 from tomato_cli.models import (
+    Component,
     ConfigError,
     Job,
     PayloadError,
@@ -86,6 +88,7 @@ class Daemon:
     def serve(self) -> None:
         """Answer at once; bring up drivers, Prefect and job runners behind the API."""
         self.server = RpcServer("127.0.0.1", self.port, self.handle)
+        self.check_running_jobs()  # after a restart: jobs that ended while we were away
         self.server.start_background()
         self.apply_devices(self.settings)
         self.bridge.start()
@@ -546,21 +549,33 @@ class Daemon:
         return job
 
     # running jobs whose process died
+    def check_running_jobs(self) -> None:
+        """Running jobs whose process is gone are ended: by their own last word, or as ce."""
+        self.launcher.reap()
+        for job in self.state.jobs(("r", "rd")):
+            if job.pid and not _alive(job.pid):
+                self._recover(job)
+
     def _monitor_loop(self) -> None:
         while not self._stop.wait(MONITOR_INTERVAL_S):
             try:
-                self.launcher.reap()
-                for job in self.state.jobs(("r", "rd")):
-                    if job.pid and not _alive(job.pid):
-                        self._recover(job)
+                self.check_running_jobs()
             except Exception:
                 log.exception("job monitor failed; retrying")
 
     def _recover(self, job: Job) -> None:
+        """A running job's process is gone: take its own last word, or call it crashed."""
+        final = _read_final(Path(job.jobpath))
         code = self.launcher.exit_code(job.id)
         with self.lock:
             fresh = self.state.job(job.id)
             if fresh is None or fresh.status in FINAL_STATUSES:
+                return
+            if final is not None:
+                # it ended while the daemon was away: its results are written already
+                self._finish(fresh, final["status"], final.get("error"))
+                self.state.save_job(fresh)
+                log.info("job %s ended as %s while the daemon was away", job.id, fresh.status)
                 return
             why = f"the job's flow-run process (pid {job.pid}) died"
             if code is not None:
@@ -571,14 +586,48 @@ class Daemon:
         threading.Thread(target=self._write_recovered, args=(fresh,), daemon=True).start()
         self.bridge.wake.set()
 
+    def _salvage(self, job: Job, context: dict[str, Any]) -> None:
+        """Stop the dead job's tasks on the hardware; store what the drivers still buffer."""
+        from tomato_cli.store import JobStore
+
+        with JobStore(Path(job.jobpath)) as store:
+            for role, entry in context["components"].items():
+                comp = Component.model_validate(entry["component"])
+                try:
+                    self.drivers.call(comp.driver, "task_stop", key=comp.key)
+                    data = self.drivers.call(comp.driver, "task_data", key=comp.key).data or {}
+                    if data.get("uts"):
+                        store.append(role, data["uts"], data["data"], data.get("units", {}))
+                    self.drivers.call(comp.driver, "reset", key=comp.key)
+                except (Unreachable, OSError, ValueError) as exc:
+                    log.warning("job %s: could not salvage %s: %s", job.id, comp.name, exc)
+
     def _write_recovered(self, job: Job) -> None:
-        from flows.results import write_job_results
+        from flows.results import write_final_results
 
         try:
             context = self._context(job)
-            write_job_results(context, Path(job.respath))
+            self._salvage(job, context)
+            path, problem = write_final_results(context, job)
+            log.info("job %s: recovered results written to %s", job.id, path)
+            if problem:
+                with self.lock:
+                    fresh = self.state.job(job.id)
+                    if fresh is not None:
+                        fresh.error = f"{fresh.error}; {problem}"
+                        self.state.save_job(fresh)
         except Exception:
             log.exception("job %s: could not write results after its process died", job.id)
+
+
+def _read_final(jobdir: Path) -> dict[str, Any] | None:
+    from flows.context import FINAL_FILE
+
+    try:
+        data = json.loads((jobdir / FINAL_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if data.get("status") in FINAL_STATUSES else None
 
 
 def _alive(pid: int) -> bool:

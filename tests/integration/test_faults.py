@@ -1,0 +1,231 @@
+"""Faults injected into real processes: nothing stored is lost, no pipeline stays stuck."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+import xarray as xr
+
+from tests.integration.harness import DATA, Tomato, counter_payload, kill_leftovers
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tomato]:
+    tomato = Tomato(tmp_path_factory.mktemp("rig"))
+    tomato.init(DATA / "devices_rig.yml")
+    tomato.start()
+    tomato.wait_prefect()
+    yield tomato
+    tomato.stop()
+    kill_leftovers(tomato.root)
+
+
+def samples(path: Path, role: str = "counter") -> int:
+    with xr.open_datatree(path, decode_times=False) as dt:
+        return dt[role].sizes["uts"]
+
+
+def prefect_state(rig: Tomato, jobid: int, timeout: float = 20) -> str:
+    """The flow run's state type once it is final (or the last seen)."""
+    import httpx
+
+    api = rig.ok("tomato", "status")["prefect"]["api_url"]
+    deadline = time.monotonic() + timeout
+    while True:
+        job = rig.job(jobid)
+        state = httpx.get(f"{api}/flow_runs/{job['flow_run_id']}").json()["state"]["type"]
+        if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") or time.monotonic() > deadline:
+            return state
+        time.sleep(0.3)
+
+
+def daemon_pid(rig: Tomato) -> int:
+    return int(rig.ok("tomato", "status")["pid"])
+
+
+def driver_pid(rig: Tomato, name: str) -> int:
+    return next(d["pid"] for d in rig.ok("tomato", "status", "drivers") if d["name"] == name)
+
+
+def test_kill_flow_process_ends_ce_and_keeps_data(rig: Tomato, tmp_path: Path) -> None:
+    rig.prepare("pip-counter-1", "kill-flow")
+    payload = counter_payload("kill-flow", 60, 0.1, unlock_when_done=True)
+    jobid = rig.submit(payload, cwd=tmp_path)
+    job = rig.wait_job(jobid, ("r",), timeout=60)
+    time.sleep(3)
+    os.kill(job["pid"], signal.SIGKILL)
+    t0 = time.monotonic()
+    job = rig.wait_job(jobid, timeout=30)
+    assert job["status"] == "ce"
+    assert time.monotonic() - t0 < 10
+    assert "died" in job["error"]
+    deadline = time.monotonic() + 20
+    path = tmp_path / f"results.{jobid}.nc"
+    while not path.exists():
+        assert time.monotonic() < deadline, "no results written by the recovery step"
+        time.sleep(0.3)
+    assert samples(path) >= 15  # ~3 s at 0.1 s, at most one polling interval lost
+    assert prefect_state(rig, jobid) == "CRASHED"
+    # the pipeline is released and the next job runs on it
+    assert rig.pipelines()["pip-counter-1"]["jobid"] is None
+    nxt = rig.submit(counter_payload("kill-flow", 0.5, 0.1), cwd=tmp_path)
+    assert rig.wait_job(nxt)["status"] == "c"
+
+
+def test_kill_driver_mid_job(rig: Tomato, tmp_path: Path) -> None:
+    rig.prepare("pip-counter-2", "kill-driver")
+    rig.prepare("pip-psutil", "other-driver")
+    victim = rig.submit(counter_payload("kill-driver", 60, 0.1), cwd=tmp_path)
+    other = rig.submit(
+        {
+            "version": "2.2",
+            "sample": {"identifier": "other-driver"},
+            "method": [
+                {
+                    "component_role": "psutil",
+                    "technique_name": "all_info",
+                    "max_duration": 8,
+                    "sampling_interval": 0.2,
+                }
+            ],
+        },
+        cwd=tmp_path,
+    )
+    rig.wait_job(victim, ("r",), timeout=60)
+    rig.wait_job(other, ("r",), timeout=60)
+    time.sleep(2)
+    old = driver_pid(rig, "example_counter")
+    os.kill(old, signal.SIGKILL)
+    job = rig.wait_job(victim, timeout=60)
+    assert job["status"] == "ce"
+    assert samples(tmp_path / f"results.{victim}.nc") >= 10
+    # the other driver's job went on untouched
+    job = rig.wait_job(other, timeout=60)
+    assert job["status"] == "c", job
+    assert samples(tmp_path / f"results.{other}.nc", "psutil") >= 38
+    # the driver came back, and says it was restarted
+    deadline = time.monotonic() + 30
+    while True:
+        drivers = {d["name"]: d for d in rig.ok("tomato", "status", "drivers")}
+        drv = drivers["example_counter"]
+        if drv["state"] == "running" and drv["pid"] != old:
+            break
+        assert time.monotonic() < deadline, drv
+        time.sleep(0.5)
+    assert drv["restarts"] >= 1
+    rig.prepare("pip-counter-2", "after-driver")
+    after = rig.submit(counter_payload("after-driver", 0.5, 0.1), cwd=tmp_path)
+    assert rig.wait_job(after)["status"] == "c"
+
+
+def test_kill_daemon_mid_job_then_restart(rig: Tomato, tmp_path: Path) -> None:
+    rig.prepare("pip-counter-3", "kill-daemon")
+    rig.prepare("pip-counter-4", "ends-while-away")
+    long_job = rig.submit(counter_payload("kill-daemon", 12, 0.1), cwd=tmp_path)
+    short_job = rig.submit(counter_payload("ends-while-away", 2, 0.1), cwd=tmp_path)
+    queued = rig.submit(counter_payload("nobody-has-this"), cwd=tmp_path)
+    rig.wait_job(long_job, ("r",), timeout=60)
+    rig.wait_job(short_job, ("r",), timeout=60)
+    rig.wait_job(queued, ("q", "qw"))
+    os.kill(daemon_pid(rig), signal.SIGKILL)
+    time.sleep(5)  # the short job ends while the daemon is away
+    rig.start()
+    # the short job ended while the daemon was away (its runner may still be saying so)
+    assert rig.wait_job(short_job, timeout=10)["status"] == "c"
+    assert rig.job(long_job)["status"] == "r"
+    assert rig.job(queued)["status"] in ("q", "qw")
+    pips = rig.pipelines()
+    assert pips["pip-counter-3"]["sampleid"] == "kill-daemon"
+    assert pips["pip-counter-3"]["jobid"] == long_job
+    job = rig.wait_job(long_job, timeout=60)
+    assert job["status"] == "c"
+    assert samples(tmp_path / f"results.{long_job}.nc") >= 119
+    assert samples(tmp_path / f"results.{short_job}.nc") == 20
+    assert prefect_state(rig, long_job) == "COMPLETED"
+    rig.ok("ketchup", "cancel", str(queued))
+
+
+def test_prefect_server_killed_mid_job(rig: Tomato, tmp_path: Path) -> None:
+    info = rig.ok("tomato", "status")
+    home = Path(info["datadir"]) / f"prefect-{info['prefect']['api_url'].split(':')[-1][:-4]}"
+    server = psutil.Process(int((home / "server.pid").read_text()))
+    rig.prepare("pip-counter-1", "kill-prefect")
+    jobid = rig.submit(counter_payload("kill-prefect", 20, 0.1), cwd=tmp_path)
+    rig.wait_job(jobid, ("r",), timeout=60)
+    time.sleep(2)
+    for proc in [server, *server.children(recursive=True)]:
+        proc.kill()
+    job = rig.wait_job(jobid, timeout=120)
+    assert job["status"] == "c", job
+    assert samples(tmp_path / f"results.{jobid}.nc") >= 198
+    rig.wait_prefect(timeout=120)
+    assert prefect_state(rig, jobid, timeout=60) == "COMPLETED"
+
+
+def test_output_folder_gone_falls_back_to_job_folder(rig: Tomato, tmp_path: Path) -> None:
+    rig.prepare("pip-counter-2", "no-output")
+    payload = counter_payload("no-output", 2, 0.1, output={"path": "out"})
+    jobid = rig.submit(payload, cwd=tmp_path)
+    rig.wait_job(jobid, ("r",), timeout=60)
+    (tmp_path / "out").write_text("a file where the output folder should go")
+    job = rig.wait_job(jobid, timeout=60)
+    assert job["status"] == "ce"
+    assert "results are in" in job["error"]
+    assert samples(Path(job["jobpath"]) / f"results.{jobid}.nc") == 20
+
+
+def test_stop_refuses_then_leaves_running_then_cancels(rig: Tomato, tmp_path: Path) -> None:
+    rig.prepare("pip-counter-3", "stop-modes")
+    first = rig.submit(counter_payload("stop-modes", 6, 0.1, unlock_when_done=True), cwd=tmp_path)
+    rig.wait_job(first, ("r",), timeout=60)
+    msg = rig.fails("tomato", "stop")
+    assert f"jobs {first} are running" in msg and "--cancel-jobs" in msg
+    assert rig.job(first)["status"] == "r"
+    # leave it running: the daemon goes, the job finishes, the restarted daemon tells the truth
+    rig.ok("tomato", "stop", "--leave-running")
+    assert "no tomato daemon answers" in rig.fails("ketchup", "status")
+    time.sleep(8)
+    rig.start()
+    assert rig.wait_job(first, timeout=30)["status"] == "c"
+    assert samples(tmp_path / f"results.{first}.nc") == 60
+    # cancel on stop: the job ends cd with its data written
+    second = rig.submit(counter_payload("stop-modes", 60, 0.1), cwd=tmp_path)
+    rig.wait_job(second, ("r",), timeout=60)
+    time.sleep(2)
+    rig.ok("tomato", "stop", "--cancel-jobs")
+    assert samples(tmp_path / f"results.{second}.nc") >= 15
+    rig.start()
+    assert rig.job(second)["status"] == "cd"
+    rig.wait_prefect()
+
+
+def test_every_socket_binds_to_loopback(rig: Tomato) -> None:
+    root = str(rig.root)
+    ours = []
+    for proc in psutil.process_iter(["pid", "cmdline", "environ"]):
+        try:
+            text = " ".join(proc.info["cmdline"] or []) + str(proc.info.get("environ") or {})
+        except psutil.Error:
+            continue
+        if root in text:
+            ours.append(proc)
+    listening = []
+    for proc in ours:
+        try:
+            for conn in proc.net_connections(kind="inet"):
+                if conn.status == psutil.CONN_LISTEN:
+                    listening.append((proc.pid, conn.laddr.ip, conn.laddr.port))
+        except psutil.Error:
+            continue
+    ports = {p for _, _, p in listening}
+    assert rig.port in ports  # the daemon, the Prefect server and drivers were all found
+    assert len(ports) >= 3
+    assert all(ip == "127.0.0.1" for _, ip, _ in listening), listening
