@@ -130,4 +130,21 @@ def hoist_common(argv: list[str]) -> list[str]:
 
 
 def run_app(app: typer.Typer, prog: str) -> None:
-    app(args=hoist_common(sys.argv[1:]), prog_name=prog)
+    """Run a CLI; a usage mistake is one line on stderr and exit code 2, never a panel."""
+    from typer._click import exceptions as click_errors
+
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=hoist_common(sys.argv[1:]), prog_name=prog, standalone_mode=False)
+    except click_errors.NoArgsIsHelpError as exc:
+        sys.stdout.write(exc.ctx.get_help() + "\n")
+        code = 0
+    except click_errors.UsageError as exc:
+        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+        msg = f"{exc.format_message()}{hint}"
+        if _FLAGS & set(sys.argv[1:]):
+            sys.stdout.write(yaml.safe_dump(Reply(False, msg).as_dict(), sort_keys=False))
+        else:
+            sys.stderr.write(f"error: {msg}\n")
+        code = exc.exit_code
+    sys.exit(code if isinstance(code, int) else 0)

@@ -285,11 +285,14 @@ class Daemon:
         with self.lock, self.state.transaction() as db:
             jobid = self.state.new_job_id(db)
             out = parsed.settings.output
-            respath = result_path(cwd, jobid, out.path, out.prefix)
             snap = parsed.settings.snapshot
-            snappath = snapshot_path(
-                cwd, jobid, snap.path if snap else None, snap.prefix if snap else None
-            )
+            try:
+                respath = result_path(cwd, jobid, out.path, out.prefix)
+                snappath = snapshot_path(
+                    cwd, jobid, snap.path if snap else None, snap.prefix if snap else None
+                )
+            except RpcError as exc:
+                raise RpcError(f"{source}: {exc}") from None
             jobdir = Path(self.settings.jobs.storage) / str(jobid)
             job = Job(
                 id=jobid,

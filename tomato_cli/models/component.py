@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 
 class Component(BaseModel):
@@ -15,6 +23,16 @@ class Component(BaseModel):
     channel: str
     role: str
     capabilities: list[str] = Field(default_factory=list)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_serializer(mode="wrap")
+    def _drop_empty_options(
+        self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+    ) -> dict[str, Any]:
+        data = handler(self)
+        if isinstance(data, dict) and not data.get("options"):
+            data.pop("options", None)  # the original's tomato_Component has no options
+        return data
 
     @property
     def key(self) -> str:
@@ -22,7 +40,15 @@ class Component(BaseModel):
         return f"{self.address},{self.channel}"
 
     @classmethod
-    def make(cls, driver: str, device: str, address: str, channel: str, role: str) -> Component:
+    def make(
+        cls,
+        driver: str,
+        device: str,
+        address: str,
+        channel: str,
+        role: str,
+        options: dict[str, Any] | None = None,
+    ) -> Component:
         """A component named ``"<driver>:(<address>,<channel>)"``, without capabilities."""
         return cls(
             name=f"{driver}:({address},{channel})",
@@ -31,4 +57,5 @@ class Component(BaseModel):
             address=address,
             channel=channel,
             role=role,
+            options=dict(options or {}),
         )

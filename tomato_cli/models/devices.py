@@ -31,6 +31,7 @@ class Device(BaseModel):
     address: str
     channels: list[str] = Field(min_length=1)
     pollrate: int = Field(default=1, gt=0)
+    options: dict[str, Any] = Field(default_factory=dict)  # driver-specific, e.g. instrument
 
     @field_validator("channels", mode="before")
     @classmethod
@@ -197,7 +198,9 @@ def expand_pipelines(cfg: DevicesConfig) -> list[PipelineDef]:
             for entry in pip.devices:
                 dev = devices[entry.device]
                 ch = channel if entry.channel == EACH and channel else entry.channel
-                comps.append(Component.make(dev.driver, dev.name, dev.address, ch, entry.role))
+                comps.append(
+                    Component.make(dev.driver, dev.name, dev.address, ch, entry.role, dev.options)
+                )
             out.append(PipelineDef(name=name, components=comps))
     return out
 
@@ -225,4 +228,8 @@ def default_devices() -> DevicesConfig:
 
 def dump_devices(cfg: DevicesConfig) -> str:
     """The devices file as YAML (readable by :func:`load_devices`)."""
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+    data = cfg.model_dump(mode="json")
+    for dev in data["devices"]:
+        if not dev.get("options"):
+            dev.pop("options", None)
+    return yaml.safe_dump(data, sort_keys=False)
