@@ -95,6 +95,7 @@ def run_step(run: JobRun, index: int) -> dict[str, Any]:
             samples += _collect(run, role, index)
             status = run.driver_call(role, "task_status")
             if status.get("error"):
+                samples += _collect(run, role, index)  # keep what came before the error
                 raise StepError(f"{role}: {step.technique_name} failed: {status['error']}")
             if not status.get("running"):
                 samples += _collect(run, role, index)
@@ -128,6 +129,15 @@ def reset_components(run: JobRun) -> None:
 def write_results(run: JobRun) -> tuple[str, str | None]:
     path, problem = write_final_results(run.context, run.job)
     return str(path), problem
+
+
+def _failure(state: Any) -> str:
+    """Why a step did not complete: its exception's own words where there is one."""
+    try:
+        exc = state.result(raise_on_failure=False)
+    except Exception as error:
+        exc = error
+    return str(exc) if isinstance(exc, BaseException) else str(state.message)
 
 
 def _planned_duration(run: JobRun) -> float:
@@ -179,7 +189,7 @@ def tomato_job(jobid: int):
     if snapshots is not None:
         wait([snapshots])
 
-    errors = [str(f.state.message) for f in futures if not f.state.is_completed()]
+    errors = [_failure(f.state) for f in futures if not f.state.is_completed()]
     try:
         reset_components(run)
     except Exception as exc:

@@ -1,26 +1,46 @@
-"""A job runner process: imports Prefect and the job flow, then waits for one job.
+"""A job runner process: imports Prefect and the job flow once, then runs jobs it is handed.
 
-Started by the daemon ahead of time. It reads one line from stdin (the job context) and
-runs that job's existing flow run with Prefect's flow engine; EOF means "not needed".
+Started by the daemon ahead of time. Each line on stdin is one job context; the job's
+existing flow run is run with Prefect's flow engine in a thread of its own, so one runner
+can host several jobs at once. On stdout (the control channel to the daemon) the runner
+says ``ready`` once imported and ``done <jobid>`` after each job. EOF on stdin means
+"take no more jobs": the runner exits once its running jobs have ended.
 """
 
 from __future__ import annotations
 
+import contextvars
 import json
+import logging
 import os
 import sys
+import threading
 from pathlib import Path
+from typing import Any
+
+CURRENT_JOB: contextvars.ContextVar[int | None] = contextvars.ContextVar("job", default=None)
+_say_lock = threading.Lock()
 
 
-def _redirect_output(jobdir: Path) -> None:
-    jobdir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(jobdir / "job.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
+def say(line: str) -> None:
+    with _say_lock:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
 
 
-def main() -> int:
+class JobLogFile(logging.FileHandler):
+    """The job folder's ``job.log``: every record logged on behalf of one job."""
+
+    def __init__(self, path: Path, jobid: int):
+        super().__init__(path, encoding="utf-8")
+        self.jobid = jobid
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return CURRENT_JOB.get() == self.jobid
+
+
+def run_job(context: dict[str, Any]) -> None:
     from prefect.client.orchestration import get_client
     from prefect.flow_engine import run_flow
     from prefect.task_runners import ThreadPoolTaskRunner
@@ -28,20 +48,51 @@ def main() -> int:
     from flows.context import PRELOADED
     from flows.job import tomato_job
 
-    line = sys.stdin.readline()
-    if not line.strip():
-        return 0
-    context = json.loads(line)
     jobid = int(context["jobid"])
-    _redirect_output(Path(context["job"]["jobpath"]))
-    os.environ["TOMATO_DAEMON_PORT"] = str(context["daemon_port"])
-    PRELOADED[jobid] = context
-    with get_client(sync_client=True) as client:
-        flow_run = client.read_flow_run(context["flow_run_id"])
-    workers = len(context["job"]["payload"]["method"]) + 2
-    job_flow = tomato_job.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))
-    state = run_flow(job_flow, flow_run=flow_run, parameters={"jobid": jobid}, return_type="state")
-    return 0 if state.is_completed() else 1
+    CURRENT_JOB.set(jobid)
+    jobdir = Path(context["job"]["jobpath"])
+    jobdir.mkdir(parents=True, exist_ok=True)
+    handler = JobLogFile(jobdir / "job.log", jobid)
+    loggers = [logging.getLogger(), logging.getLogger("prefect")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    try:
+        PRELOADED[jobid] = context
+        with get_client(sync_client=True) as client:
+            flow_run = client.read_flow_run(context["flow_run_id"])
+        workers = len(context["job"]["payload"]["method"]) + 2
+        job_flow = tomato_job.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))
+        run_flow(job_flow, flow_run=flow_run, parameters={"jobid": jobid}, return_type="state")
+    except Exception:
+        logging.getLogger(__name__).exception("job %s: the runner failed", jobid)
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
+        handler.close()
+        say(f"done {jobid}")
+
+
+def main() -> int:
+    import prefect.flow_engine  # noqa: F401 - import once, before the first job
+
+    import flows.job  # noqa: F401
+
+    logging.getLogger().setLevel(logging.INFO)
+    os.environ.setdefault("TOMATO_DAEMON_PORT", "1234")
+    say("ready")
+    threads: list[threading.Thread] = []
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        context = json.loads(line)
+        os.environ["TOMATO_DAEMON_PORT"] = str(context["daemon_port"])
+        # a new thread starts with an empty context: CURRENT_JOB is set inside run_job
+        thread = threading.Thread(target=run_job, args=(context,), name=f"job-{context['jobid']}")
+        thread.start()
+        threads.append(thread)
+    for thread in threads:
+        thread.join()
+    return 0
 
 
 if __name__ == "__main__":

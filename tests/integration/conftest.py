@@ -12,11 +12,13 @@ from tests.integration.harness import DATA, Tomato, kill_leftovers
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tomato]:
     """One daemon with its embedded Prefect server, shared by the job tests."""
     tomato = Tomato(tmp_path_factory.mktemp("lab"))
-    tomato.init(DATA / "devices_lab.yml")
-    tomato.start()
-    tomato.wait_prefect()
-    yield tomato
-    tomato.stop()
+    try:
+        tomato.init(DATA / "devices_lab.yml")
+        tomato.start()
+        tomato.wait_prefect()
+        yield tomato
+    finally:
+        tomato.stop()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import psutil
 import pytest
 import xarray as xr
 
-from tests.integration.harness import DATA, Tomato, counter_payload, kill_leftovers
+from tests.integration.harness import DATA, Tomato, counter_payload
 
 pytestmark = pytest.mark.slow
 
@@ -20,12 +20,13 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tomato]:
     tomato = Tomato(tmp_path_factory.mktemp("rig"))
-    tomato.init(DATA / "devices_rig.yml")
-    tomato.start()
-    tomato.wait_prefect()
-    yield tomato
-    tomato.stop()
-    kill_leftovers(tomato.root)
+    try:
+        tomato.init(DATA / "devices_rig.yml")
+        tomato.start()
+        tomato.wait_prefect()
+        yield tomato
+    finally:
+        tomato.stop()
 
 
 def samples(path: Path, role: str = "counter") -> int:

@@ -92,7 +92,12 @@ def status(ctx: typer.Context, jobids: list[int] = typer.Argument(None, help="Jo
     opts: Common = ctx.obj
     reply = ask(opts, "job_status", jobids=jobids or None)
     cols = ["id", "status", "pipeline", "sample", "submitted", "started", "completed"]
-    emit(opts, reply, lambda jobs: table(_rows(jobs), cols))
+
+    def text(jobs: list[dict[str, Any]]) -> str:
+        notes = [f"job {j['id']}: {j['error']}" for j in jobs if j["status"] == "ce" and j["error"]]
+        return "\n".join([table(_rows(jobs), cols), *notes])
+
+    emit(opts, reply, text)
 
 
 @app.command()

@@ -47,6 +47,7 @@ class PrefectBridge:
         self._last_heartbeat = 0.0
         self._slots_dirty = True
         self.ready_callbacks: list[Callable[[], None]] = []
+        self.client_lock = threading.Lock()  # one Prefect call at a time on our client
 
     # public
     def start(self) -> None:
@@ -57,6 +58,22 @@ class PrefectBridge:
         self.wake.set()
         if stop_server and self.target.embedded:
             self._stop_server()
+
+    def create_now(self, jobid: int) -> None:
+        """Create a new job's flow run right away if Prefect is there (else the loop will)."""
+        if not self.healthy or not self.client_lock.acquire(timeout=1.0):
+            self.wake.set()
+            return
+        try:
+            job = self.daemon.state.job(jobid)
+            if self.jobs is not None and job is not None and job.flow_run_id is None:
+                frid = self.jobs.create_job_run(jobid, "q", job.payload.sample.identifier)
+                self.daemon.attach_flow_run(jobid, frid)
+        except Exception as exc:
+            log.warning("job %s: flow run not created yet (%s); retrying", jobid, exc)
+            self.wake.set()
+        finally:
+            self.client_lock.release()
 
     def mark_slots_dirty(self) -> None:
         self._slots_dirty = True
@@ -153,7 +170,8 @@ class PrefectBridge:
                     else:
                         self._stop.wait(2.0)
                         continue
-                self._sync()
+                with self.client_lock:
+                    self._sync()
             except Exception as exc:  # Prefect away or refusing: keep the daemon going
                 if self.healthy:
                     log.warning("lost Prefect at %s: %s", self.target.api_url, exc)

@@ -1,8 +1,9 @@
-"""Starts job runners: processes that run exactly one job's flow run each.
+"""Job runners: processes that run jobs' flow runs, started ahead of time.
 
-Runners are started ahead of time ("warm"), so that importing Prefect and the job flow never
-sits between a ready pipeline and the first sample. A warm runner waits for one line on its
-stdin: the job context. If the daemon goes away before that, the runner sees EOF and exits.
+Importing Prefect and the job flow takes about a second; a runner does it before it is
+needed, so that it never sits between a ready pipeline and the first sample. A runner
+hosts up to ``capacity`` jobs at once and serves ``max_jobs`` in all before it is retired.
+It talks back on its stdout: ``ready`` once imported, ``done <jobid>`` after each job.
 """
 
 from __future__ import annotations
@@ -13,90 +14,145 @@ import os
 import subprocess
 import sys
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class Runner:
+    proc: subprocess.Popen
+    jobs: set[int] = field(default_factory=set)
+    served: int = 0
+    ready: threading.Event = field(default_factory=threading.Event)
+    retired: bool = False
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+
 class JobLauncher:
-    def __init__(self, logdir: Path, env: dict[str, str], warm: int = 1):
+    def __init__(self, logdir: Path, env: dict[str, str], capacity: int = 8, max_jobs: int = 100):
         self.logdir = logdir
         self.env = env
-        self.warm = warm
+        self.capacity = capacity
+        self.max_jobs = max_jobs
         self.lock = threading.Lock()
-        self.idle: list[subprocess.Popen] = []
-        self.started: dict[int, subprocess.Popen] = {}  # jobid -> runner we started
+        self.runners: list[Runner] = []
+        self.by_job: dict[int, Runner] = {}
 
     def set_env(self, env: dict[str, str]) -> None:
-        """Runners started from now on use ``env`` (idle ones are replaced)."""
+        """Runners started from now on use ``env``; idle ones are retired."""
         with self.lock:
             self.env = env
-            stale, self.idle = self.idle, []
-        for proc in stale:
-            self._retire(proc)
+            for runner in self.runners:
+                if not runner.jobs:
+                    self._retire(runner)
         self.fill()
 
-    def _spawn(self) -> subprocess.Popen:
+    def _spawn(self) -> Runner:
         self.logdir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
         env.update(self.env)
-        out = open(self.logdir / "job-runners.log", "ab")
-        return subprocess.Popen(
+        err = open(self.logdir / "job-runners.log", "ab")
+        proc = subprocess.Popen(
             [sys.executable, "-m", "flows.runner"],
             stdin=subprocess.PIPE,
-            stdout=out,
-            stderr=subprocess.STDOUT,
+            stdout=subprocess.PIPE,
+            stderr=err,
             env=env,
             start_new_session=True,
         )
+        err.close()
+        runner = Runner(proc)
+        threading.Thread(target=self._listen, args=(runner,), daemon=True).start()
+        self.runners.append(runner)
+        return runner
+
+    def _listen(self, runner: Runner) -> None:
+        assert runner.proc.stdout is not None
+        for raw in runner.proc.stdout:
+            words = raw.decode(errors="replace").split()
+            if words == ["ready"]:
+                runner.ready.set()
+            elif len(words) == 2 and words[0] == "done":
+                with self.lock:
+                    runner.jobs.discard(int(words[1]))
+                    if runner.served >= self.max_jobs and not runner.jobs:
+                        self._retire(runner)
+
+    def _free(self, runner: Runner) -> bool:
+        return (
+            runner.alive()
+            and not runner.retired
+            and len(runner.jobs) < self.capacity
+            and runner.served < self.max_jobs
+        )
 
     def fill(self) -> None:
-        """Top up the pool of warm runners."""
+        """Keep one runner with room for a job, imported and waiting."""
         with self.lock:
-            self.idle = [p for p in self.idle if p.poll() is None]
-            while len(self.idle) < self.warm:
-                self.idle.append(self._spawn())
+            self.runners = [r for r in self.runners if r.alive() or r.jobs]
+            if not any(self._free(r) for r in self.runners):
+                self._spawn()
 
     def launch(self, context: dict[str, Any]) -> int:
-        """Hand a job to a warm runner (or a new one); returns the runner's pid."""
+        """Hand a job to the least busy runner with room (or a new one); returns its pid."""
+        jobid = int(context["jobid"])
         line = (json.dumps(context) + "\n").encode()
         while True:
             with self.lock:
-                proc = self.idle.pop(0) if self.idle else self._spawn()
-            if proc.poll() is not None:
-                continue
-            try:
-                assert proc.stdin is not None
-                proc.stdin.write(line)
-                proc.stdin.flush()
-                proc.stdin.close()
-            except (BrokenPipeError, OSError):
-                continue
-            self.started[int(context["jobid"])] = proc
+                free = [r for r in self.runners if self._free(r)]
+                runner = (
+                    min(free, key=lambda r: (len(r.jobs), not r.ready.is_set()))
+                    if free
+                    else self._spawn()
+                )
+                runner.jobs.add(jobid)
+                runner.served += 1
+                try:
+                    assert runner.proc.stdin is not None
+                    runner.proc.stdin.write(line)
+                    runner.proc.stdin.flush()
+                except (BrokenPipeError, OSError):
+                    runner.jobs.discard(jobid)
+                    runner.retired = True
+                    continue
+                if runner.served >= self.max_jobs:
+                    self._retire(runner)
+                self.by_job[jobid] = runner
             threading.Thread(target=self.fill, daemon=True).start()
-            return proc.pid
-
-    def reap(self) -> None:
-        """Collect exit codes of finished runners, so no zombies are left."""
-        for jobid, proc in list(self.started.items()):
-            if proc.poll() is not None:
-                self.started.pop(jobid, None)
+            return runner.pid
 
     def exit_code(self, jobid: int) -> int | None:
-        proc = self.started.get(jobid)
-        return proc.poll() if proc is not None else None
+        runner = self.by_job.get(jobid)
+        return runner.proc.poll() if runner is not None else None
 
-    def _retire(self, proc: subprocess.Popen) -> None:
+    def reap(self) -> None:
+        """Forget runners that have exited (their exit code is collected by poll)."""
+        with self.lock:
+            for runner in self.runners:
+                runner.proc.poll()
+            live = {id(r) for r in self.runners if r.alive()}
+            self.by_job = {j: r for j, r in self.by_job.items() if id(r) in live or r.jobs}
+
+    def _retire(self, runner: Runner) -> None:
+        """No more jobs for this runner: it exits once its jobs have ended."""
+        runner.retired = True
         try:
-            if proc.stdin:
-                proc.stdin.close()
-            proc.wait(5)
-        except (OSError, subprocess.TimeoutExpired):
-            proc.kill()
+            if runner.proc.stdin and not runner.proc.stdin.closed:
+                runner.proc.stdin.close()
+        except OSError:
+            pass
 
     def stop_idle(self) -> None:
         with self.lock:
-            idle, self.idle = self.idle, []
-        for proc in idle:
-            self._retire(proc)
+            for runner in self.runners:
+                if not runner.jobs:
+                    self._retire(runner)

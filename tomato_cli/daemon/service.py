@@ -56,7 +56,12 @@ class Daemon:
         self.stopping = False
         self.drivers = DriverSupervisor(self.state, self.settings.drivers, self.logdir)
         self.bridge = PrefectBridge(self, *self._prefect_target())
-        self.launcher = JobLauncher(self.logdir, self.bridge.target.client_env())
+        self.launcher = JobLauncher(
+            self.logdir,
+            self.bridge.target.client_env(),
+            capacity=self.settings.jobs.per_runner,
+            max_jobs=self.settings.jobs.runner_max_jobs,
+        )
         self.server: RpcServer | None = None
         self.handlers: dict[str, Callable[..., Reply]] = {
             name.removeprefix("cmd_"): getattr(self, name)
@@ -306,8 +311,9 @@ class Daemon:
             self.state.save_job(job, db)
         jobdir.mkdir(parents=True, exist_ok=True)
         (jobdir / "job.json").write_text(job.model_dump_json(indent=1))
-        self.bridge.wake.set()
+        self.bridge.create_now(jobid)
         self.wake.set()
+        job = self.state.job(jobid) or job
         return Reply(True, f"job {jobid} submitted", job.model_dump(mode="json"))
 
     def _validate_against_pipelines(self, payload: Any, source: str) -> None:

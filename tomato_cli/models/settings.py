@@ -20,10 +20,18 @@ _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 class JobsSettings(BaseModel):
-    """Where job folders are kept."""
+    """Where job folders are kept, and how jobs share runner processes.
+
+    A runner process hosts up to ``per_runner`` running jobs (each in its own thread) and
+    serves up to ``runner_max_jobs`` jobs before it is replaced. ``per_runner = 1`` isolates
+    every job in its own process; larger values save memory with many channels, at the cost
+    that a crash of a runner ends all of its jobs (as ``ce``, with their data kept).
+    """
 
     model_config = ConfigDict(extra="forbid")
     storage: Path
+    per_runner: int = Field(default=8, ge=1, le=64)
+    runner_max_jobs: int = Field(default=100, ge=1)
 
 
 class DevicesSettings(BaseModel):

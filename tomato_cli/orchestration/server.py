@@ -64,9 +64,17 @@ def server_env(target: PrefectTarget, port: int) -> dict[str, str]:
                 f"sqlite+aiosqlite:///{target.home / 'prefect.db'}"
             ),
             "PREFECT_API_DATABASE_TIMEOUT": "60",
-            # flow runs are started by the tomato daemon, never by a scheduler or worker
+            # Flow runs are started by the tomato daemon, never by a scheduler or worker;
+            # waiting jobs are PAUSED without a timeout and must never expire or go Late;
+            # cancels are handled by the daemon. Without these services (and without
+            # automations and the event feed) the server needs far less CPU per job.
             "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
             "PREFECT_SERVER_SERVICES_FOREMAN_ENABLED": "false",
+            "PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED": "false",
+            "PREFECT_SERVER_SERVICES_PAUSE_EXPIRATIONS_ENABLED": "false",
+            "PREFECT_SERVER_SERVICES_CANCELLATION_CLEANUP_ENABLED": "false",
+            "PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "false",
+            "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED": "false",
         }
     )
     if target.auth_string:
