@@ -215,11 +215,19 @@ class DriverBase:
         if not str(channel).strip():
             raise ValueError(f"driver {self.name!r}: empty channel for address {address!r}")
 
-    def create_component(self, address: str, channel: str) -> ComponentBase:
-        """A new component for ``(address, channel)``; raise ``ValueError`` if unusable."""
+    def create_component(
+        self, address: str, channel: str, options: dict[str, Any] | None = None
+    ) -> ComponentBase:
+        """A new component for ``(address, channel)``; raise ``ValueError`` if unusable.
+
+        ``options`` are the device's ``options`` from the devices file (ignored here).
+        """
         address, channel = str(address), str(channel)
         self.check_address(address, channel)
         return self.component_class(address, channel, self.settings)
+
+    def close(self) -> None:
+        """Release instrument connections when the driver host stops (default: nothing)."""
 
     @classmethod
     def validate_task(
@@ -227,33 +235,52 @@ class DriverBase:
     ) -> None:
         """Raise :class:`TaskError` (one line) if the task cannot run on this driver type."""
         comp = cls.component_class
-        techniques = comp.capabilities()
-        if technique not in techniques:
-            known = ", ".join(sorted(techniques)) or "none"
+        check_task(
+            cls.name,
+            comp.capabilities(),
+            comp.attrs(),
+            technique,
+            params,
+            sampling_interval,
+            cls.min_sampling_interval,
+        )
+
+
+def check_task(
+    driver: str,
+    techniques: set[str],
+    attrs: dict[str, Attr],
+    technique: str,
+    params: dict[str, Any] | None,
+    sampling_interval: Any,
+    min_sampling_interval: float,
+) -> None:
+    """Raise :class:`TaskError` unless ``technique`` with ``params`` fits ``attrs``."""
+    if technique not in techniques:
+        known = ", ".join(sorted(techniques)) or "none"
+        raise TaskError(
+            f"unknown technique {technique!r} for driver {driver!r}; available: {known}"
+        )
+    if params is not None and not isinstance(params, dict):
+        raise TaskError(f"task_params must be a mapping, got {type(params).__name__}")
+    for name, value in (params or {}).items():
+        if name not in attrs:
+            known = ", ".join(sorted(n for n, a in attrs.items() if a.rw)) or "none"
             raise TaskError(
-                f"unknown technique {technique!r} for driver {cls.name!r}; available: {known}"
+                f"unknown task parameter {name!r} for driver {driver!r}; known: {known}"
             )
-        if params is not None and not isinstance(params, dict):
-            raise TaskError(f"task_params must be a mapping, got {type(params).__name__}")
-        attrs = comp.attrs()
-        for name, value in (params or {}).items():
-            if name not in attrs:
-                known = ", ".join(sorted(n for n, a in attrs.items() if a.rw)) or "none"
-                raise TaskError(
-                    f"unknown task parameter {name!r} for driver {cls.name!r}; known: {known}"
-                )
-            if not attrs[name].rw:
-                raise TaskError(f"task parameter {name!r} is read-only")
-            try:
-                attrs[name].coerce(name, value)
-            except AttrError as exc:
-                raise TaskError(f"invalid task parameter: {exc}") from None
+        if not attrs[name].rw:
+            raise TaskError(f"task parameter {name!r} is read-only")
         try:
-            interval = to_seconds(sampling_interval)
-        except ValueError as exc:
-            raise TaskError(f"invalid sampling_interval: {exc}") from None
-        if interval < cls.min_sampling_interval:
-            raise TaskError(
-                f"sampling_interval {interval:g} s is below the minimum "
-                f"{cls.min_sampling_interval:g} s of driver {cls.name!r}"
-            )
+            attrs[name].coerce(name, value)
+        except AttrError as exc:
+            raise TaskError(f"invalid task parameter: {exc}") from None
+    try:
+        interval = to_seconds(sampling_interval)
+    except ValueError as exc:
+        raise TaskError(f"invalid sampling_interval: {exc}") from None
+    if interval < min_sampling_interval:
+        raise TaskError(
+            f"sampling_interval {interval:g} s is below the minimum "
+            f"{min_sampling_interval:g} s of driver {driver!r}"
+        )

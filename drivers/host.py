@@ -119,14 +119,29 @@ class DriverHost:
                 except (KeyError, TypeError):
                     raise RpcError(f"component needs 'address' and 'channel': {item!r}") from None
                 key = component_key(address, channel)
-                if key not in self.components and key not in created:
-                    created[key] = self.driver.create_component(str(address), str(channel))
+                options = item.get("options") or {}
+                if key in created or not self._needs_component(key, options):
+                    continue
+                extra = {"options": dict(options)} if options else {}
+                created[key] = self.driver.create_component(str(address), str(channel), **extra)
+                created[key].options = dict(options)
             for key, comp in created.items():
+                replaced = key in self.components
                 self.components[key] = comp
-                self.locks[key] = threading.RLock()
-                log.info("registered component %s", key)
+                self.locks.setdefault(key, threading.RLock())
+                log.info("%s component %s", "re-registered" if replaced else "registered", key)
             keys = [component_key(i["address"], i["channel"]) for i in components]
             return {k: {"capabilities": sorted(self.components[k].capabilities())} for k in keys}
+
+    def _needs_component(self, key: str, options: dict[str, Any]) -> bool:
+        """True if ``key`` is new, or idle with different options (then it is replaced)."""
+        comp = self.components.get(key)
+        if comp is None:
+            return True
+        if getattr(comp, "options", {}) == options:
+            return False
+        runner = self.tasks.get(key)
+        return runner is None or not runner.running
 
     def cmd_deregister(self, keys: list[str]) -> list[str]:
         removed = []
@@ -157,6 +172,7 @@ class DriverHost:
             "key": key,
             "running": running,
             "technique": runner.technique if running and runner else None,
+            "error": runner.error if runner else None,
             "attrs": values,
             "idle": idle,
         }
@@ -198,7 +214,7 @@ class DriverHost:
         task_params: dict[str, Any] | None = None,
         sampling_interval: Any = 1.0,
     ) -> None:
-        type(self.driver).validate_task(technique, task_params or {}, sampling_interval)
+        self.driver.validate_task(technique, task_params or {}, sampling_interval)
 
     def cmd_task_start(
         self,
@@ -210,7 +226,7 @@ class DriverHost:
     ) -> dict[str, Any]:
         comp = self._component(key)
         params = task_params or {}
-        type(self.driver).validate_task(technique_name, params, sampling_interval)
+        self.driver.validate_task(technique_name, params, sampling_interval)
         interval = to_seconds(sampling_interval)
         duration = to_seconds(max_duration)
         if duration < 0:
@@ -357,6 +373,10 @@ def main(argv: list[str] | None = None) -> int:
     while not host.stopping.wait(0.1):
         pass
     host.stop_all()
+    try:
+        driver.close()
+    except Exception:
+        log.exception("closing driver %r failed", driver.name)
     time.sleep(0.1)  # let the reply to ``shutdown`` go out
     server.shutdown()
     server.server_close()
