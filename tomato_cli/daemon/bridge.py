@@ -139,8 +139,8 @@ class PrefectBridge:
 
     def _connect(self) -> None:
         os.environ.update(self.target.client_env())
-        # the daemon notices an absent server itself; it must not sit in client retries
-        os.environ["PREFECT_CLIENT_MAX_RETRIES"] = "1"
+        # the daemon notices an absent server itself; it must not sit long in client retries
+        os.environ["PREFECT_CLIENT_MAX_RETRIES"] = "3"
         from tomato_cli.orchestration.jobs import PrefectJobs
 
         jobs = PrefectJobs(self.daemon.port)

@@ -64,6 +64,8 @@ def server_env(target: PrefectTarget, port: int) -> dict[str, str]:
                 f"sqlite+aiosqlite:///{target.home / 'prefect.db'}"
             ),
             "PREFECT_API_DATABASE_TIMEOUT": "60",
+            # a busy SQLite becomes a 503 that clients retry; log it, so it can be seen
+            "PREFECT_API_LOG_RETRYABLE_ERRORS": "true",
             # Flow runs are started by the tomato daemon, never by a scheduler or worker;
             # waiting jobs are PAUSED without a timeout and must never expire or go Late;
             # cancels are handled by the daemon. Without these services (and without
@@ -87,8 +89,15 @@ def start_embedded(target: PrefectTarget, port: int, logfile: Path) -> subproces
     assert target.home is not None
     target.home.mkdir(parents=True, exist_ok=True)
     logfile.parent.mkdir(parents=True, exist_ok=True)
-    prefect = Path(sys.executable).with_name("prefect")
-    cmd = [str(prefect), "server", "start", "--host", LOOPBACK, "--port", str(port)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tomato_cli.orchestration.prefect_server",
+        "--host",
+        LOOPBACK,
+        "--port",
+        str(port),
+    ]
     with open(logfile, "ab") as log:
         return subprocess.Popen(
             cmd,

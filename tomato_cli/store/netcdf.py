@@ -12,6 +12,7 @@ numeric ones with a CF ``units`` attribute, bools stored as int8 with ``dtype: "
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -79,6 +80,11 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+# The HDF5 library under netCDF4 is not thread-safe: two threads writing files at once
+# crash the process (seen as SIGSEGV with several jobs in one runner). One writer at a time.
+_HDF5_LOCK = threading.Lock()
+
+
 def write_results(
     path: Path,
     store: JobStore,
@@ -99,7 +105,7 @@ def write_results(
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with netCDF4.Dataset(tmp, "w", format="NETCDF4") as nc:
+        with _HDF5_LOCK, netCDF4.Dataset(tmp, "w", format="NETCDF4") as nc:
             nc.setncatts({"tomato_version": tomato_version, "tomato_Job": job_json})
             for role in roles:
                 group = nc.createGroup(role)
