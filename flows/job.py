@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import contextvars
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.artifacts import (
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import wait
 from prefect.states import Cancelled, Completed, Failed
@@ -19,6 +25,7 @@ from flows.results import write_final_results, write_job_results
 from tomato_cli.models import Task
 
 PROGRESS_EVERY_S = 2.0
+LATEST_EVERY_S = 10.0
 
 
 class StepError(RuntimeError):
@@ -147,21 +154,36 @@ def _planned_duration(run: JobRun) -> float:
     return max(per_role.values())
 
 
+def _latest_table(run: JobRun) -> None:
+    rows = [
+        {"role": role, "quantity": name, "value": value, "samples": run.samples.get(role, 0)}
+        for role, values in sorted(run.latest.items())
+        for name, value in values.items()
+    ]
+    if rows:
+        create_table_artifact(
+            rows, key=f"tomato-job-{run.job.id}-latest", description="latest values"
+        )
+
+
 def _progress_loop(run: JobRun, artifact_id: Any) -> None:
+    """Keep the UI's progress bar and latest-values table current (runs in the flow context)."""
     total = _planned_duration(run)
+    last_table = 0.0
     while not run.steps_done.wait(PROGRESS_EVERY_S):
         pct = min(99.0, 100.0 * (time.time() - run.t0) / total)
         try:
             update_progress_artifact(artifact_id, pct)
-        except Exception:  # the UI's progress bar must never stop a job
+            if time.monotonic() - last_table >= LATEST_EVERY_S:
+                last_table = time.monotonic()
+                _latest_table(run)
+        except Exception:  # the UI's view must never stop a job
             pass
 
 
 @flow(name="tomato-job", task_runner=ThreadPoolTaskRunner(max_workers=64), persist_result=False)
 def tomato_job(jobid: int):
     """Run one tomato job on the pipeline the daemon assigned to it."""
-    import threading
-
     logger = get_run_logger()
     run = JobRun(load_context(jobid))
     payload = run.job.payload
@@ -171,7 +193,8 @@ def tomato_job(jobid: int):
     run.report("r")
     run.watch_cancel()
     artifact = create_progress_artifact(0.0, description=f"tomato job {jobid}")
-    threading.Thread(target=_progress_loop, args=(run, artifact), daemon=True).start()
+    context = contextvars.copy_context()  # artifacts made there belong to this flow run
+    threading.Thread(target=context.run, args=(_progress_loop, run, artifact), daemon=True).start()
 
     previous: dict[str, Any] = {}
     futures = []
@@ -216,6 +239,7 @@ def tomato_job(jobid: int):
         state = Completed(message=f"{total} samples written to {path}")
     try:
         update_progress_artifact(artifact, 100.0)
+        _latest_table(run)
     except Exception:
         pass
     return state
