@@ -19,13 +19,13 @@ PER_SUBMITTER = 50
 
 SUBMITTER = """
 import subprocess, sys
-cmd, payload, n = sys.argv[1:4], sys.argv[4], int(sys.argv[5])  # noqa: E501
-ids = []
+ketchup, payload, n, opts = sys.argv[1], sys.argv[4], int(sys.argv[5]), sys.argv[6:]
 for _ in range(n):
-    out = subprocess.run([*cmd[:1], "submit", payload, "-y", *sys.argv[6:]],
-                         capture_output=True, text=True)
-    print(out.stdout.split("id: ")[1].split()[0] if out.returncode == 0 else "FAIL " + (out.stdout + out.stderr).replace("\\n", " "),
-          flush=True)
+    out = subprocess.run([ketchup, "submit", payload, "-y", *opts], capture_output=True, text=True)
+    if out.returncode == 0:
+        print(out.stdout.split("id: ")[1].split()[0], flush=True)
+    else:
+        print("FAIL", (out.stdout + out.stderr).replace(chr(10), " "), flush=True)
 """
 
 
