@@ -13,13 +13,13 @@ from typing import Any
 
 from drivers.client import DriverClient
 from tomato_cli.models import Component, Job
+from tomato_cli.models.job import FINAL_FILE
 from tomato_cli.rpc import Unreachable, call
 from tomato_cli.store import JobStore
 
 log = logging.getLogger(__name__)
 
 CANCEL_POLL_S = 0.5
-FINAL_FILE = "final.json"
 
 # contexts handed over by the daemon before the flow run starts (see flows.runner)
 PRELOADED: dict[int, dict[str, Any]] = {}

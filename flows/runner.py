@@ -23,9 +23,13 @@ _say_lock = threading.Lock()
 
 
 def say(line: str) -> None:
+    """Tell the daemon; if it went away meanwhile, it will read the job folder instead."""
     with _say_lock:
-        sys.stdout.write(line + "\n")
-        sys.stdout.flush()
+        try:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+        except (BrokenPipeError, OSError):
+            pass
 
 
 class JobLogFile(logging.FileHandler):

@@ -20,9 +20,11 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tomato]:
     tomato = Tomato(tmp_path_factory.mktemp("rig"))
+    os.environ["TOMATO_DEBUG_COMMANDS"] = "1"  # driver hosts accept debug_hang/debug_crash
     try:
         tomato.init(DATA / "devices_rig.yml")
         tomato.start()
+        del os.environ["TOMATO_DEBUG_COMMANDS"]
         tomato.wait_prefect()
         yield tomato
     finally:
@@ -127,10 +129,39 @@ def test_kill_driver_mid_job(rig: Tomato, tmp_path: Path) -> None:
     assert rig.wait_job(after)["status"] == "c"
 
 
+def test_hung_driver_is_restarted_and_its_job_ends_ce(rig: Tomato, tmp_path: Path) -> None:
+    from tomato_cli.rpc import Unreachable, call
+
+    rig.prepare("pip-counter-4", "hang-driver")
+    jobid = rig.submit(counter_payload("hang-driver", 60, 0.1), cwd=tmp_path)
+    rig.wait_job(jobid, ("r",), timeout=60)
+    time.sleep(2)
+    drivers = {d["name"]: d for d in rig.ok("tomato", "status", "drivers")}
+    old = drivers["example_counter"]
+    try:
+        call(old["port"], "debug_hang", timeout=1, seconds=120)  # blocks the whole host
+    except Unreachable:
+        pass  # it hangs before it answers
+    t0 = time.monotonic()
+    job = rig.wait_job(jobid, timeout=90)
+    assert job["status"] == "ce"
+    assert samples(tmp_path / f"results.{jobid}.nc") >= 10
+    deadline = time.monotonic() + 60
+    while True:
+        drv = {d["name"]: d for d in rig.ok("tomato", "status", "drivers")}["example_counter"]
+        if drv["state"] == "running" and drv["pid"] != old["pid"]:
+            break
+        assert time.monotonic() < deadline, drv
+        time.sleep(0.5)
+    assert drv["restarts"] > old["restarts"]
+    assert time.monotonic() - t0 < 90
+    assert not psutil.pid_exists(old["pid"]) or psutil.Process(old["pid"]).status() == "zombie"
+
+
 def test_kill_daemon_mid_job_then_restart(rig: Tomato, tmp_path: Path) -> None:
     rig.prepare("pip-counter-3", "kill-daemon")
     rig.prepare("pip-counter-4", "ends-while-away")
-    long_job = rig.submit(counter_payload("kill-daemon", 12, 0.1), cwd=tmp_path)
+    long_job = rig.submit(counter_payload("kill-daemon", 30, 0.1), cwd=tmp_path)
     short_job = rig.submit(counter_payload("ends-while-away", 2, 0.1), cwd=tmp_path)
     queued = rig.submit(counter_payload("nobody-has-this"), cwd=tmp_path)
     rig.wait_job(long_job, ("r",), timeout=60)
@@ -148,7 +179,7 @@ def test_kill_daemon_mid_job_then_restart(rig: Tomato, tmp_path: Path) -> None:
     assert pips["pip-counter-3"]["jobid"] == long_job
     job = rig.wait_job(long_job, timeout=60)
     assert job["status"] == "c"
-    assert samples(tmp_path / f"results.{long_job}.nc") >= 119
+    assert samples(tmp_path / f"results.{long_job}.nc") >= 297
     assert samples(tmp_path / f"results.{short_job}.nc") == 20
     assert prefect_state(rig, long_job) == "COMPLETED"
     rig.ok("ketchup", "cancel", str(queued))

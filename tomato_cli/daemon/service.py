@@ -31,7 +31,7 @@ from tomato_cli.models import (
     load_settings,
     parse_payload,
 )
-from tomato_cli.models.job import FINAL_STATUSES
+from tomato_cli.models.job import FINAL_FILE, FINAL_STATUSES
 from tomato_cli.orchestration.server import PrefectTarget, embedded_target
 from tomato_cli.rpc import Reply, RpcError, RpcServer, Unreachable, free_port
 
@@ -562,7 +562,9 @@ class Daemon:
         """Running jobs whose process is gone are ended: by their own last word, or as ce."""
         self.launcher.reap()
         for job in self.state.jobs(("r", "rd")):
-            if job.pid and not _alive(job.pid):
+            # a runner may host other jobs and outlive this one: its final word counts too
+            ended = job.jobpath is not None and (Path(job.jobpath) / FINAL_FILE).exists()
+            if (job.pid and not _alive(job.pid)) or ended:
                 self._recover(job)
 
     def _monitor_loop(self) -> None:
@@ -630,8 +632,6 @@ class Daemon:
 
 
 def _read_final(jobdir: Path) -> dict[str, Any] | None:
-    from flows.context import FINAL_FILE
-
     try:
         data = json.loads((jobdir / FINAL_FILE).read_text())
     except (OSError, ValueError):

@@ -11,6 +11,8 @@ from tomato_cli.models.payload import Payload
 
 JobStatus = Literal["q", "qw", "r", "rd", "c", "ce", "cd"]
 FINAL_STATUSES: Final[tuple[JobStatus, ...]] = ("c", "ce", "cd")
+# a job's flow run leaves its final status here, in the job folder, before it reports it
+FINAL_FILE: Final = "final.json"
 
 
 class Job(BaseModel):
