@@ -9,41 +9,17 @@ from typing import Any
 import typer
 
 from tomato_cli.cli.output import (
-    APPDIR,
-    DATADIR,
-    LOGDIR,
-    PORT,
-    VERBOSITY,
-    YAML,
     Common,
     ask,
-    common_options,
     emit,
     fail,
+    make_app,
     run_app,
     table,
 )
 from tomato_cli.rpc import Reply
 
-app = typer.Typer(
-    help="Submit and manage tomato jobs.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-
-
-@app.callback()
-def _common(
-    ctx: typer.Context,
-    port: int = PORT,
-    appdir: Path | None = APPDIR,
-    datadir: Path | None = DATADIR,
-    logdir: Path | None = LOGDIR,
-    verbosity: str = VERBOSITY,
-    as_yaml: bool = YAML,
-) -> None:
-    common_options(ctx, port, appdir, datadir, logdir, verbosity, as_yaml)
+app = make_app("Submit and manage tomato jobs.")
 
 
 @app.command()

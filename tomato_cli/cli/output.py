@@ -34,34 +34,43 @@ class Common:
         return self.appdir / SETTINGS_FILE
 
 
-def common_options(
-    ctx: typer.Context,
-    port: int,
-    appdir: Path | None,
-    datadir: Path | None,
-    logdir: Path | None,
-    verbosity: str,
-    as_yaml: bool,
-) -> None:
-    from tomato_cli.paths import default_dirs
-
-    d_app, d_data, d_log = default_dirs()
-    ctx.obj = Common(
-        port=port,
-        appdir=(appdir or d_app).expanduser().resolve(),
-        datadir=(datadir or d_data).expanduser().resolve(),
-        logdir=(logdir or d_log).expanduser().resolve(),
-        verbosity=verbosity,
-        as_yaml=as_yaml,
-    )
-
-
 PORT = typer.Option(DEFAULT_PORT, "--port", "-p", help="Port of the tomato daemon.")
 APPDIR = typer.Option(None, "--appdir", help="Folder of the settings file.")
 DATADIR = typer.Option(None, "--datadir", help="Folder for the daemon's data.")
 LOGDIR = typer.Option(None, "--logdir", help="Folder for log files.")
 VERBOSITY = typer.Option("INFO", "--verbosity", help="DEBUG, INFO, WARNING or ERROR.")
 YAML = typer.Option(False, "--yaml", "-y", help="Print one YAML mapping: success, msg, data.")
+
+
+def make_app(help: str) -> typer.Typer:  # noqa: A002 - typer's own word
+    """A CLI app whose commands all take the common options (before or after the command)."""
+    app = typer.Typer(
+        help=help, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False
+    )
+
+    @app.callback()
+    def common(
+        ctx: typer.Context,
+        port: int = PORT,
+        appdir: Path | None = APPDIR,
+        datadir: Path | None = DATADIR,
+        logdir: Path | None = LOGDIR,
+        verbosity: str = VERBOSITY,
+        as_yaml: bool = YAML,
+    ) -> None:
+        from tomato_cli.paths import default_dirs
+
+        d_app, d_data, d_log = default_dirs()
+        ctx.obj = Common(
+            port=port,
+            appdir=(appdir or d_app).expanduser().resolve(),
+            datadir=(datadir or d_data).expanduser().resolve(),
+            logdir=(logdir or d_log).expanduser().resolve(),
+            verbosity=verbosity,
+            as_yaml=as_yaml,
+        )
+
+    return app
 
 
 def emit(opts: Common, reply: Reply, text: Callable[[Any], str] | None = None) -> NoReturn:

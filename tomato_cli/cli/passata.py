@@ -2,47 +2,22 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import typer
 import yaml
 
 from tomato_cli.cli.output import (
-    APPDIR,
-    DATADIR,
-    LOGDIR,
-    PORT,
-    VERBOSITY,
-    YAML,
     Common,
     ask,
-    common_options,
     emit,
+    make_app,
     run_app,
 )
 
-app = typer.Typer(
-    help="Query and set component attributes through their drivers.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
+app = make_app("Query and set component attributes through their drivers.")
 
 COMPONENT = typer.Argument(..., help="Component name, 'address,channel' or 'pipeline.role'.")
-
-
-@app.callback()
-def _common(
-    ctx: typer.Context,
-    port: int = PORT,
-    appdir: Path | None = APPDIR,
-    datadir: Path | None = DATADIR,
-    logdir: Path | None = LOGDIR,
-    verbosity: str = VERBOSITY,
-    as_yaml: bool = YAML,
-) -> None:
-    common_options(ctx, port, appdir, datadir, logdir, verbosity, as_yaml)
 
 
 def _show(data: Any) -> str:

@@ -11,45 +11,21 @@ from typing import Any
 import typer
 
 from tomato_cli.cli.output import (
-    APPDIR,
-    DATADIR,
-    LOGDIR,
-    PORT,
-    VERBOSITY,
-    YAML,
     Common,
     ask,
-    common_options,
     emit,
     fail,
+    make_app,
     run_app,
     table,
 )
 from tomato_cli.rpc import Reply, Unreachable, call
 
-app = typer.Typer(
-    help="Manage the tomato daemon and its pipelines.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
+app = make_app("Manage the tomato daemon and its pipelines.")
 pipeline_app = typer.Typer(help="Load, eject and ready pipelines.", no_args_is_help=True)
 app.add_typer(pipeline_app, name="pipeline")
 
 START_TIMEOUT_S = 30.0
-
-
-@app.callback()
-def _common(
-    ctx: typer.Context,
-    port: int = PORT,
-    appdir: Path | None = APPDIR,
-    datadir: Path | None = DATADIR,
-    logdir: Path | None = LOGDIR,
-    verbosity: str = VERBOSITY,
-    as_yaml: bool = YAML,
-) -> None:
-    common_options(ctx, port, appdir, datadir, logdir, verbosity, as_yaml)
 
 
 @app.command()

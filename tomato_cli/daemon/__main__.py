@@ -30,12 +30,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         daemon = Daemon(args.port, args.appdir, args.settings, args.verbosity)
+        signal.signal(signal.SIGTERM, lambda *_: daemon.cmd_stop(mode="leave"))
+        daemon.serve()
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, lambda *_: daemon.cmd_stop(mode="leave"))
-    try:
-        daemon.serve()
     except OSError as exc:
         print(f"cannot serve on 127.0.0.1:{args.port}: {exc}", file=sys.stderr)
         return 3

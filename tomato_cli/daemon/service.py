@@ -92,6 +92,10 @@ class Daemon:
 
     def serve(self) -> None:
         """Answer at once; bring up drivers, Prefect and job runners behind the API."""
+        from drivers.registry import available_drivers
+
+        # a broken devices file must stop the start before anyone is told it worked
+        load_devices(Path(self.settings.devices.config), known_drivers=available_drivers())
         self.server = RpcServer("127.0.0.1", self.port, self.handle)
         self.check_running_jobs()  # after a restart: jobs that ended while we were away
         self.server.start_background()
