@@ -211,7 +211,8 @@ class PrefectBridge:
                 jobs.set_status(job.flow_run_id, job.status, job.error)
             daemon.state.set_prefect_status(job.id, job.status)
         active = daemon.state.jobs(("q", "qw", "r", "rd"))
-        # 3. cancel requests made in the Prefect UI
+        # 3. changes made in the Prefect UI: a cancel is honoured; a waiting job that was
+        #    resumed or rescheduled there is put back (only the gate starts jobs)
         ids = {j.flow_run_id: j for j in active if j.flow_run_id}
         if ids:
             for frid, (stype, sname) in jobs.read_states(list(ids)).items():
@@ -220,6 +221,9 @@ class PrefectBridge:
                 if wanted in ("rd", "cd") and job.status not in ("rd",):
                     log.info("job %s: cancel requested in Prefect (%s)", job.id, sname)
                     daemon.cancel_jobs([job.id], source="Prefect")
+                elif job.status in ("q", "qw") and stype != "PAUSED":
+                    log.info("job %s: Prefect shows %s; back to %s", job.id, sname, job.status)
+                    jobs.set_status(frid, job.status)
 
 
 def _read_pid(path: Path | None) -> int | None:
