@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,8 @@ from tomato_cli.models import Component, Job
 from tomato_cli.store import JobStore, write_results
 
 log = logging.getLogger(__name__)
+
+FULL_BELOW_BYTES = 1 << 20
 
 
 def write_job_results(context: dict[str, Any], path: Path, job: Job | None = None) -> Path:
@@ -33,6 +36,20 @@ def write_final_results(context: dict[str, Any], job: Job) -> tuple[Path, str | 
         return write_job_results(context, Path(job.respath), job), None
     except OSError as exc:
         fallback = Path(job.jobpath) / Path(job.respath).name
-        why = f"could not write {job.respath} ({exc.strerror or exc}); results are in {fallback}"
+        cause = _why_not_written(Path(job.respath), exc)
+        why = f"could not write {job.respath} ({cause}); results are in {fallback}"
         log.error("job %s: %s", job.id, why)
         return write_job_results(context, fallback, job), why
+
+
+def _why_not_written(path: Path, exc: OSError) -> str:
+    """HDF5 reports most failures as 'Permission denied'; say when the disk is full."""
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        if shutil.disk_usage(folder).free < FULL_BELOW_BYTES:
+            return f"no space left on the device of {folder}"
+    except OSError:
+        pass
+    return exc.strerror or str(exc)

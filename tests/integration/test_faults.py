@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -212,6 +213,38 @@ def test_output_folder_gone_falls_back_to_job_folder(rig: Tomato, tmp_path: Path
     assert job["status"] == "ce"
     assert "results are in" in job["error"]
     assert samples(Path(job["jobpath"]) / f"results.{jobid}.nc") == 20
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A tiny filesystem that is already full (needs root to mount a tmpfs)."""
+    mount = tmp_path / "full"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        with open(mount / "filler", "wb") as filler:
+            try:
+                filler.write(b"x" * (1 << 20))
+            except OSError:
+                pass
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_disk_full_results_go_to_job_folder(rig: Tomato, tmp_path: Path, full_disk: Path) -> None:
+    rig.prepare("pip-counter-2", "disk-full")
+    payload = counter_payload("disk-full", 2, 0.1, output={"path": str(full_disk)})
+    jobid = rig.submit(payload, cwd=tmp_path)
+    job = rig.wait_job(jobid, timeout=60)
+    assert job["status"] == "ce"
+    assert "no space left" in job["error"] and "results are in" in job["error"]
+    assert samples(Path(job["jobpath"]) / f"results.{jobid}.nc") == 20
+    assert not list(full_disk.glob("*.nc")) and not list(full_disk.glob(".*.tmp"))
 
 
 def test_stop_refuses_then_leaves_running_then_cancels(rig: Tomato, tmp_path: Path) -> None:
