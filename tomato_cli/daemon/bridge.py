@@ -143,7 +143,7 @@ class PrefectBridge:
         os.environ["PREFECT_CLIENT_MAX_RETRIES"] = "3"
         from tomato_cli.orchestration.jobs import PrefectJobs
 
-        jobs = PrefectJobs(self.daemon.port)
+        jobs = PrefectJobs(self.daemon.port, self.target.embedded)
         jobs.ensure_deployment()
         self._slots_dirty = False
         jobs.ensure_pipeline_slots(

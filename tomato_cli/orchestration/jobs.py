@@ -18,12 +18,13 @@ FLOW_NAME = "tomato-job"
 WORKER_HEARTBEAT_S = 30.0
 
 
-def work_pool_name(port: int) -> str:
-    return f"tomato-{socket.gethostname()}-{port}"
+def work_pool_name(port: int, embedded: bool) -> str:
+    """The daemon's work pool: ``tomato`` on its own server, host and port on a shared one."""
+    return "tomato" if embedded else f"tomato-{socket.gethostname()}-{port}"
 
 
-def deployment_name(port: int) -> str:
-    return f"{socket.gethostname()}-{port}"
+def deployment_name(port: int, embedded: bool) -> str:
+    return "tomato" if embedded else f"{socket.gethostname()}-{port}"
 
 
 def pipeline_limit_name(pipeline: str) -> str:
@@ -33,11 +34,12 @@ def pipeline_limit_name(pipeline: str) -> str:
 class PrefectJobs:
     """Mirror of the daemon's jobs and pipelines in Prefect (the daemon's DB is the truth)."""
 
-    def __init__(self, port: int):
+    def __init__(self, port: int, embedded: bool):
         from prefect.client.orchestration import get_client
 
         self.port = port
-        self.pool = work_pool_name(port)
+        self.pool = work_pool_name(port, embedded)
+        self.deployment = deployment_name(port, embedded)
         self.client = get_client(sync_client=True)
         self.client.__enter__()
         self.deployment_id = None
@@ -65,7 +67,7 @@ class PrefectJobs:
         flow_id = self.client.create_flow_from_name(FLOW_NAME)
         self.deployment_id = self.client.create_deployment(
             flow_id=flow_id,
-            name=deployment_name(self.port),
+            name=self.deployment,
             work_pool_name=self.pool,
             entrypoint="flows/job.py:tomato_job",
             path=str(Path(flows.__file__).resolve().parent.parent),
@@ -137,7 +139,7 @@ class PrefectJobs:
             state=State(type=StateType(stype), name=sname),
             name=f"job-{jobid}",
             tags=["tomato", f"sample:{sample}"],
-            idempotency_key=f"tomato-{self.port}-job-{jobid}",
+            idempotency_key=f"{self.pool}-job-{jobid}",
         )
         return str(flow_run.id)
 
@@ -181,4 +183,4 @@ class PrefectJobs:
         return tomato_status(*states[flow_run_id]) if flow_run_id in states else None
 
     def info(self) -> dict[str, Any]:
-        return {"work_pool": self.pool, "deployment": f"{FLOW_NAME}/{deployment_name(self.port)}"}
+        return {"work_pool": self.pool, "deployment": f"{FLOW_NAME}/{self.deployment}"}
