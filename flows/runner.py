@@ -80,6 +80,9 @@ def main() -> int:
     import prefect.flow_engine  # noqa: F401 - import once, before the first job
 
     import flows.job  # noqa: F401
+    from tomato_cli.units import get_ureg
+
+    get_ureg()  # the unit registry takes ~0.5 s to build: not on a job's path
 
     logging.getLogger().setLevel(logging.INFO)
     os.environ.setdefault("TOMATO_DAEMON_PORT", "1234")

@@ -92,9 +92,5 @@ def test_200_parallel_submissions(lab: Tomato, tmp_path: Path) -> None:
     ).json()
     assert len(runs) == len(flow_ids)
     assert {r["state"]["type"] for r in runs} == {"COMPLETED"}
-    # the server logs busy-database errors (PREFECT_API_LOG_RETRYABLE_ERRORS is on)
-    server_log = (lab.root / "log" / "prefect-server.log").read_text()
-    assert "database is locked" not in server_log
-    assert "retryable exception" not in server_log
     for pip in pipelines:
         lab.ok("tomato", "pipeline", "eject", pip)

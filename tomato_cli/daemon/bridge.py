@@ -61,7 +61,7 @@ class PrefectBridge:
 
     def create_now(self, jobid: int) -> None:
         """Create a new job's flow run right away if Prefect is there (else the loop will)."""
-        if not self.healthy or not self.client_lock.acquire(timeout=1.0):
+        if not self.healthy or not self.client_lock.acquire(blocking=False):
             self.wake.set()
             return
         try:
@@ -119,6 +119,10 @@ class PrefectBridge:
         ok = wait_healthy(self.target, timeout=120, proc=self.server)
         if not ok:
             self.error = "embedded Prefect server did not become healthy (see prefect-server.log)"
+            if self.server is not None and self.server.poll() is None:
+                log.error("embedded Prefect server is running but hung; restarting it")
+                _kill(self.server.pid)
+                self.server.wait()
         return ok
 
     def _stop_server(self) -> None:
@@ -139,8 +143,10 @@ class PrefectBridge:
 
     def _connect(self) -> None:
         os.environ.update(self.target.client_env())
-        # the daemon notices an absent server itself; it must not sit long in client retries
+        # the daemon notices an absent or hung server itself: it must not sit in long
+        # retries or wait without end on one request
         os.environ["PREFECT_CLIENT_MAX_RETRIES"] = "3"
+        os.environ["PREFECT_API_REQUEST_TIMEOUT"] = "15"
         from tomato_cli.orchestration.jobs import PrefectJobs
 
         jobs = PrefectJobs(self.daemon.port, self.target.embedded)

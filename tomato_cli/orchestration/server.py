@@ -35,6 +35,7 @@ class PrefectTarget:
             "PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY": "false",
             "PREFECT_LOGGING_TO_API_BATCH_INTERVAL": "1",
             "PREFECT_CLIENT_MAX_RETRIES": "8",
+            "PREFECT_API_REQUEST_TIMEOUT": "30",
             "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "false",
         }
         if self.home is not None:
@@ -89,15 +90,8 @@ def start_embedded(target: PrefectTarget, port: int, logfile: Path) -> subproces
     assert target.home is not None
     target.home.mkdir(parents=True, exist_ok=True)
     logfile.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [
-        sys.executable,
-        "-m",
-        "tomato_cli.orchestration.prefect_server",
-        "--host",
-        LOOPBACK,
-        "--port",
-        str(port),
-    ]
+    prefect = Path(sys.executable).with_name("prefect")
+    cmd = [str(prefect), "server", "start", "--host", LOOPBACK, "--port", str(port)]
     with open(logfile, "ab") as log:
         return subprocess.Popen(
             cmd,
