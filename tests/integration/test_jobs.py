@@ -32,6 +32,13 @@ def task_runs(lab: Tomato, job: dict) -> list[dict]:
     return httpx.post(f"{api}/task_runs/filter", json=body).json()
 
 
+def pipeline_slot(lab: Tomato, pipeline: str) -> int:
+    import httpx
+
+    api = lab.ok("tomato", "status")["prefect"]["api_url"]
+    return httpx.get(f"{api}/v2/concurrency_limits/pipeline:{pipeline}").json()["active_slots"]
+
+
 def open_results(path: Path) -> xr.DataTree:
     return xr.open_datatree(path, engine="netcdf4")
 
@@ -195,6 +202,7 @@ def test_cancel_running_job_from_cli_keeps_data(lab: Tomato, tmp_path: Path) -> 
     jobid = lab.submit(counter_payload("cancel-cli", 60, 0.1), cwd=tmp_path)
     lab.wait_job(jobid, ("r",), timeout=60)
     time.sleep(2)
+    assert pipeline_slot(lab, "pip-counter-1") == 1  # the UI shows the pipeline taken
     data = lab.ok("ketchup", "cancel", str(jobid))
     assert data[0]["status"] == "rd"
     t0 = time.monotonic()
@@ -208,6 +216,10 @@ def test_cancel_running_job_from_cli_keeps_data(lab: Tomato, tmp_path: Path) -> 
     assert prefect_run(lab, job)["state"]["type"] == "CANCELLED"
     msg = lab.fails("ketchup", "cancel", str(jobid))
     assert "finished" in msg
+    deadline = time.monotonic() + 10
+    while pipeline_slot(lab, "pip-counter-1") != 0:
+        assert time.monotonic() < deadline, "the pipeline's slot was not released"
+        time.sleep(0.3)
 
 
 def test_cancel_queued_job(lab: Tomato, tmp_path: Path) -> None:

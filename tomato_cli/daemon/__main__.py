@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         level=getattr(logging, args.verbosity.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Prefect call is noise
     from tomato_cli.daemon.service import Daemon
 
     try:

@@ -12,7 +12,6 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,7 +45,6 @@ class PrefectBridge:
         self._stop = threading.Event()
         self._last_heartbeat = 0.0
         self._slots_dirty = True
-        self.ready_callbacks: list[Callable[[], None]] = []
         self.client_lock = threading.Lock()  # one Prefect call at a time on our client
 
     # public
@@ -152,7 +150,7 @@ class PrefectBridge:
         jobs = PrefectJobs(self.daemon.port, self.target.embedded)
         jobs.ensure_deployment()
         self._slots_dirty = False
-        jobs.ensure_pipeline_slots(
+        jobs.sync_pipeline_slots(
             {p.name: p.jobid is not None for p in self.daemon.state.pipelines().values()}
         )
         self.jobs = jobs
@@ -171,8 +169,6 @@ class PrefectBridge:
                             self._connect()
                         self.healthy, self.error = True, None
                         log.info("Prefect at %s is healthy", self.target.api_url)
-                        for callback in self.ready_callbacks:
-                            callback()
                     else:
                         self._stop.wait(2.0)
                         continue
@@ -197,7 +193,7 @@ class PrefectBridge:
             self._last_heartbeat = time.monotonic()
         if self._slots_dirty:
             self._slots_dirty = False
-            jobs.ensure_pipeline_slots(
+            jobs.sync_pipeline_slots(
                 {p.name: p.jobid is not None for p in daemon.state.pipelines().values()}
             )
         # 1. every job gets its flow run

@@ -93,7 +93,7 @@ class DriverSupervisor:
                 if drv.state == "running":
                     if removed:
                         self._call(drv, "deregister", keys=sorted(removed))
-                    self._register(drv)
+                    self.register(drv)
 
     def start_watching(self) -> None:
         self._thread = threading.Thread(target=self._watch, name="driver-watch", daemon=True)
@@ -180,7 +180,7 @@ class DriverSupervisor:
             try:
                 if call(drv.port, "hello", timeout=1.0).success:
                     drv.state = "running"
-                    self._register(drv)
+                    self.register(drv)
                     log.info("driver %s running (pid %s, port %s)", drv.name, drv.pid, drv.port)
                     return
             except Unreachable:
@@ -188,7 +188,7 @@ class DriverSupervisor:
         drv.state, drv.error = "failed", "did not answer within 30 s"
         self._kill(drv.pid)
 
-    def _register(self, drv: DriverProcess) -> None:
+    def register(self, drv: DriverProcess) -> None:
         comps = [
             {
                 "address": c.address,

@@ -47,15 +47,6 @@ class JobLauncher:
         self.runners: list[Runner] = []
         self.by_job: dict[int, Runner] = {}
 
-    def set_env(self, env: dict[str, str]) -> None:
-        """Runners started from now on use ``env``; idle ones are retired."""
-        with self.lock:
-            self.env = env
-            for runner in self.runners:
-                if not runner.jobs:
-                    self._retire(runner)
-        self.fill()
-
     def _spawn(self) -> Runner:
         self.logdir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)

@@ -482,7 +482,7 @@ class Daemon:
             drv = self.drivers.drivers.get(comp.driver)
             if drv is None:
                 raise RpcError(f"driver {comp.driver!r} is not configured")
-            self.drivers._register(drv)
+            self.drivers.register(drv)
             return Reply(True, f"registered {comp.name}", self.drivers.capabilities_of(comp))
         if action not in allowed:
             raise RpcError(f"unknown component command {action!r}")

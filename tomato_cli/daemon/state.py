@@ -11,7 +11,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -73,7 +73,6 @@ class DriverRecord:
     port: int
     pid: int | None = None
     restarts: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class StateStore:

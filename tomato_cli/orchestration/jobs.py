@@ -43,6 +43,7 @@ class PrefectJobs:
         self.client = get_client(sync_client=True)
         self.client.__enter__()
         self.deployment_id = None
+        self.slots: dict[str, bool] | None = None  # pipeline -> busy, as Prefect has it
 
     def close(self) -> None:
         self.client.__exit__(None, None, None)
@@ -89,37 +90,42 @@ class PrefectJobs:
             self.pool, f"tomato-daemon-{self.port}", heartbeat_interval_seconds=WORKER_HEARTBEAT_S
         )
 
-    def ensure_pipeline_slots(self, pipelines: dict[str, bool]) -> None:
-        """One global concurrency limit (limit 1) per pipeline; active = runs a job."""
-        from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-        from prefect.exceptions import ObjectNotFound
+    def sync_pipeline_slots(self, pipelines: dict[str, bool]) -> None:
+        """One global concurrency limit (limit 1) per pipeline, its slot taken while busy.
 
-        for name, busy in pipelines.items():
-            limit = pipeline_limit_name(name)
-            try:
-                self.client.read_global_concurrency_limit_by_name(limit)
-            except ObjectNotFound:
-                self.client.create_global_concurrency_limit(
-                    GlobalConcurrencyLimitCreate(name=limit, limit=1, active=True)
-                )
-            self.set_pipeline_busy(name, busy)
-        stale = []
-        offset = 0
-        while page := self.client.read_global_concurrency_limits(limit=200, offset=offset):
-            offset += len(page)
-            for limit in page:
-                name = limit.name.removeprefix("pipeline:")
-                if limit.name.startswith("pipeline:") and name not in pipelines:
-                    stale.append(name)
-        for name in stale:
-            self.remove_pipeline_slot(name)
-
-    def set_pipeline_busy(self, pipeline: str, busy: bool) -> None:
-        from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
-
-        self.client.update_global_concurrency_limit(
-            pipeline_limit_name(pipeline), GlobalConcurrencyLimitUpdate(active_slots=int(busy))
+        Reads Prefect's limits once, then only sends what changed: cheap with many
+        pipelines, where every job start and end calls this.
+        """
+        from prefect.client.schemas.actions import (
+            GlobalConcurrencyLimitCreate,
+            GlobalConcurrencyLimitUpdate,
         )
+
+        if self.slots is None:
+            self.slots = {}
+            offset = 0
+            while page := self.client.read_global_concurrency_limits(limit=200, offset=offset):
+                offset += len(page)
+                for limit in page:
+                    if limit.name.startswith("pipeline:"):
+                        self.slots[limit.name.removeprefix("pipeline:")] = limit.active_slots > 0
+        for name in [n for n in self.slots if n not in pipelines]:
+            self.remove_pipeline_slot(name)
+            del self.slots[name]
+        for name, busy in pipelines.items():
+            if name not in self.slots:
+                self.client.create_global_concurrency_limit(
+                    GlobalConcurrencyLimitCreate(
+                        name=pipeline_limit_name(name), limit=1, active=True, active_slots=0
+                    )
+                )
+                self.slots[name] = False
+            if self.slots[name] != busy:
+                self.client.update_global_concurrency_limit(
+                    pipeline_limit_name(name),
+                    GlobalConcurrencyLimitUpdate(active_slots=int(busy)),
+                )
+                self.slots[name] = busy
 
     def remove_pipeline_slot(self, pipeline: str) -> None:
         from prefect.exceptions import ObjectNotFound
