@@ -24,8 +24,8 @@ from flows.context import JobRun, load_context
 from flows.results import write_final_results, write_job_results
 from tomato_cli.models import Task
 
-PROGRESS_EVERY_S = 2.0
-LATEST_EVERY_S = 10.0
+PROGRESS_EVERY_S = 5.0
+LATEST_EVERY_S = 30.0
 
 
 class StepError(RuntimeError):

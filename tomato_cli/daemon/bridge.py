@@ -174,12 +174,13 @@ class PrefectBridge:
                         continue
                 with self.client_lock:
                     self._sync()
-            except Exception as exc:  # Prefect away or refusing: keep the daemon going
-                if self.healthy:
-                    log.warning("lost Prefect at %s: %s", self.target.api_url, exc)
-                self._drop_client()
-                self.healthy = False
+            except Exception as exc:  # Prefect busy or refusing: keep the daemon going
+                # Only a failed health check means the server is gone (see above); a busy
+                # server (503 from a locked SQLite) is retried on the next round as it is.
+                log.warning("Prefect call failed, retrying: %s", exc)
                 self.error = f"{type(exc).__name__}: {exc}"
+                if self.jobs is None:
+                    self.healthy = False
                 self._stop.wait(1.0)
                 continue
             self.wake.wait(SYNC_INTERVAL_S)
