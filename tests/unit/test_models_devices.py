@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.unit.messages import assert_one_line
 from tomato_cli.models import (
     ConfigError,
     DevicesConfig,
@@ -209,10 +210,7 @@ def test_rejections(tmp_path, data, fragment):
     path = write(tmp_path, data)
     with pytest.raises(ConfigError) as err:
         load_devices(path, known_drivers={"example_counter", "psutil"})
-    msg = str(err.value)
-    assert msg.startswith(f"devices file {path}: ")
-    assert fragment in msg
-    assert "\n" not in msg
+    assert_one_line(str(err.value), f"devices file {path}: ", fragment)
 
 
 def test_unknown_driver_only_checked_when_drivers_known(tmp_path):

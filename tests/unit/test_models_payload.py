@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.unit.messages import assert_one_line
 from tomato_cli.models import Payload, PayloadError, load_payload, parse_payload, upgrade_payload
 
 REF = Path(__file__).parents[2].parent / "shared" / "reference" / "payloads"
@@ -206,10 +207,7 @@ def test_rejections(tmp_path, data, fragment):
     path = write(tmp_path, data)
     with pytest.raises(PayloadError) as err:
         load_payload(path)
-    msg = str(err.value)
-    assert msg.startswith(f"payload {path}: ")
-    assert fragment in msg
-    assert "\n" not in msg
+    assert_one_line(str(err.value), f"payload {path}: ", fragment)
 
 
 def test_missing_file(tmp_path):

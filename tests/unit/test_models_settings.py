@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.unit.messages import assert_one_line
 from tomato_cli.models import (
     SETTINGS_FILE,
     ConfigError,
@@ -84,10 +85,7 @@ def test_rejections(tmp_path, text, fragment):
     path.write_text(text)
     with pytest.raises(ConfigError) as err:
         load_settings(path)
-    msg = str(err.value)
-    assert msg.startswith(f"settings file {path}: ")
-    assert fragment in msg
-    assert "\n" not in msg
+    assert_one_line(str(err.value), f"settings file {path}: ", fragment)
 
 
 def test_missing_file(tmp_path):
