@@ -63,6 +63,7 @@ class Daemon:
             max_jobs=self.settings.jobs.runner_max_jobs,
         )
         self.server: RpcServer | None = None
+        self.devices: list[dict[str, Any]] = []  # the devices file's devices, as applied
         self.handlers: dict[str, Callable[..., Reply]] = {
             name.removeprefix("cmd_"): getattr(self, name)
             for name in dir(self)
@@ -129,6 +130,7 @@ class Daemon:
         from drivers.registry import available_drivers
 
         cfg = load_devices(Path(settings.devices.config), known_drivers=available_drivers())
+        self.devices = [d.model_dump() for d in cfg.devices]
         defs = {p.name: p for p in expand_pipelines(cfg)}
         changes: dict[str, list[str]] = {"added": [], "removed": [], "changed": [], "kept": []}
         with self.lock:
@@ -199,7 +201,7 @@ class Daemon:
         data["pipelines"] = pipelines
         data["drivers"] = self.drivers.public()
         data["components"] = [c for p in pipelines for c in p["components"]]
-        data["devices"] = self._devices()
+        data["devices"] = self.devices  # as last applied, not re-read on every status
         data["jobs"] = {
             "queued": [j.id for j in self.state.jobs(("q", "qw"))],
             "running": [j.id for j in self.state.jobs(("r", "rd"))],
@@ -209,13 +211,6 @@ class Daemon:
                 raise RpcError(f"unknown status section {what!r}")
             return Reply(True, f"{len(data[what])} {what}", data[what])
         return Reply(True, f"tomato daemon on port {self.port} is running", data)
-
-    def _devices(self) -> list[dict[str, Any]]:
-        try:
-            cfg = load_devices(Path(self.settings.devices.config))
-        except ConfigError:
-            return []
-        return [d.model_dump() for d in cfg.devices]
 
     def cmd_stop(self, mode: str = "refuse") -> Reply:
         """Stop the daemon. With running jobs: refuse, cancel them first, or leave them running."""
