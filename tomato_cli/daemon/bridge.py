@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tomato_cli.daemon.processes import alive, kill
 from tomato_cli.orchestration.server import (
     PrefectTarget,
     is_healthy,
@@ -102,11 +103,11 @@ class PrefectBridge:
         pidfile = self._server_pid_file()
         if self.server is None or self.server.poll() is not None:
             old = _read_pid(pidfile)
-            if old and _pid_alive(old):
+            if old and alive(old):
                 # a server of ours from before a daemon restart, still starting up
                 if wait_healthy(self.target, timeout=60):
                     return True
-                _kill(old)
+                kill(old)
             assert self.port is not None and self.daemon.logdir is not None
             log.info("starting embedded Prefect server on port %s", self.port)
             self.server = start_embedded(
@@ -119,14 +120,14 @@ class PrefectBridge:
             self.error = "embedded Prefect server did not become healthy (see prefect-server.log)"
             if self.server is not None and self.server.poll() is None:
                 log.error("embedded Prefect server is running but hung; restarting it")
-                _kill(self.server.pid)
+                kill(self.server.pid)
                 self.server.wait()
         return ok
 
     def _stop_server(self) -> None:
         pid = self.server.pid if self.server is not None else _read_pid(self._server_pid_file())
-        if pid and _pid_alive(pid):
-            _kill(pid, graceful=True)
+        if pid and alive(pid):
+            kill(pid, graceful=True)
         pidfile = self._server_pid_file()
         if pidfile and pidfile.exists():
             pidfile.unlink()
@@ -234,27 +235,3 @@ def _read_pid(path: Path | None) -> int | None:
         return int(path.read_text()) if path and path.exists() else None
     except ValueError:
         return None
-
-
-def _pid_alive(pid: int) -> bool:
-    import psutil
-
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def _kill(pid: int, graceful: bool = False) -> None:
-    import psutil
-
-    try:
-        proc = psutil.Process(pid)
-        procs = [proc, *proc.children(recursive=True)]
-        for p in procs:
-            (p.terminate if graceful else p.kill)()
-        _, alive = psutil.wait_procs(procs, timeout=10)
-        for p in alive:
-            p.kill()
-    except psutil.Error:
-        pass

@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
-
+from tomato_cli.daemon.processes import alive, kill
 from tomato_cli.daemon.state import DriverRecord, StateStore
 from tomato_cli.models import Component
 from tomato_cli.rpc import Unreachable, call, free_port
@@ -50,15 +49,6 @@ class DriverProcess:
             "error": self.error,
             "components": sorted(self.components),
         }
-
-
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
 
 
 class DriverSupervisor:
@@ -128,7 +118,7 @@ class DriverSupervisor:
 
     # internals
     def _adopt_or_start(self, name: str, rec: DriverRecord | None) -> DriverProcess:
-        if rec is not None and _alive(rec.pid):
+        if rec is not None and alive(rec.pid):
             drv = DriverProcess(name=name, port=rec.port, pid=rec.pid, restarts=rec.restarts)
             try:
                 reply = call(rec.port, "hello", timeout=PING_TIMEOUT_S)
@@ -138,7 +128,7 @@ class DriverSupervisor:
                     return drv
             except Unreachable:
                 pass
-            self._kill(rec.pid)
+            kill(rec.pid)
         drv = DriverProcess(name=name, port=free_port(), restarts=rec.restarts if rec else 0)
         self._spawn(drv)
         return drv
@@ -186,7 +176,7 @@ class DriverSupervisor:
             except Unreachable:
                 time.sleep(0.05)
         drv.state, drv.error = "failed", "did not answer within 30 s"
-        self._kill(drv.pid)
+        kill(drv.pid)
 
     def register(self, drv: DriverProcess) -> None:
         comps = [
@@ -215,16 +205,6 @@ class DriverSupervisor:
     def _backoff(self, drv: DriverProcess) -> float:
         return BACKOFF_S[min(drv.restarts, len(BACKOFF_S) - 1)]
 
-    def _kill(self, pid: int | None) -> None:
-        if not pid:
-            return
-        try:
-            proc = psutil.Process(pid)
-            proc.kill()
-            proc.wait(5)
-        except psutil.Error:
-            pass
-
     def _stop_driver(self, drv: DriverProcess) -> None:
         if drv.state == "running":
             try:
@@ -232,17 +212,17 @@ class DriverSupervisor:
             except Unreachable:
                 pass
         deadline = time.monotonic() + 3
-        while _alive(drv.pid) and time.monotonic() < deadline:
+        while alive(drv.pid) and time.monotonic() < deadline:
             if drv.proc is not None:
                 drv.proc.poll()
             time.sleep(0.05)
-        if _alive(drv.pid):
-            self._kill(drv.pid)
+        if alive(drv.pid):
+            kill(drv.pid)
         drv.state = "stopped"
 
     def _restart(self, drv: DriverProcess, why: str) -> None:
         log.error("driver %s %s; restarting (restart %d)", drv.name, why, drv.restarts + 1)
-        self._kill(drv.pid)
+        kill(drv.pid)
         drv.restarts += 1
         drv.error = why
         drv.state = "restarting"
@@ -265,7 +245,7 @@ class DriverSupervisor:
         if drv.proc is not None and drv.proc.poll() is not None:
             self._restart(drv, f"exited with code {drv.proc.returncode}")
             return
-        if not _alive(drv.pid):
+        if not alive(drv.pid):
             self._restart(drv, "process is gone")
             return
         try:

@@ -11,14 +11,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from tomato_cli import __version__
 from tomato_cli.daemon import dispatcher
 from tomato_cli.daemon.bridge import PrefectBridge
 from tomato_cli.daemon.drivers import DriverSupervisor
 from tomato_cli.daemon.launcher import JobLauncher
 from tomato_cli.daemon.outputs import result_path, snapshot_path
+from tomato_cli.daemon.processes import alive
 from tomato_cli.daemon.state import PipelineState, StateStore, now
 from tomato_cli.models import (
     Component,
@@ -563,7 +562,7 @@ class Daemon:
         for job in self.state.jobs(("r", "rd")):
             # a runner may host other jobs and outlive this one: its final word counts too
             ended = job.jobpath is not None and (Path(job.jobpath) / FINAL_FILE).exists()
-            if (job.pid and not _alive(job.pid)) or ended:
+            if (job.pid and not alive(job.pid)) or ended:
                 self._recover(job)
 
     def _monitor_loop(self) -> None:
@@ -636,10 +635,3 @@ def _read_final(jobdir: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if data.get("status") in FINAL_STATUSES else None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
