@@ -34,6 +34,8 @@ def test_200_parallel_submissions(lab: Tomato, tmp_path: Path) -> None:
     pipelines = [f"pip-counter-{i}" for i in range(1, 5)]
     for pip in pipelines:
         lab.prepare(pip, sample)
+    server_log = lab.root / "log" / "prefect-server.log"
+    log_start = server_log.stat().st_size
     payload = tmp_path / "flood.yml"
     payload.write_text(yaml.safe_dump(counter_payload(sample, 0.2, 0.05, unlock_when_done=True)))
     ketchup = str(Path(sys.executable).parent / "ketchup")
@@ -79,6 +81,10 @@ def test_200_parallel_submissions(lab: Tomato, tmp_path: Path) -> None:
             assert start >= end, f"two jobs overlapped on {pip}"
     # one flow run per job, each Completed, and the server never hit a locked database
     import httpx
+
+    with open(server_log, "rb") as log:
+        log.seek(log_start)
+        assert b"database is locked" not in log.read()
 
     api = lab.ok("tomato", "status")["prefect"]["api_url"]
     flow_ids = [j["flow_run_id"] for j in jobs]

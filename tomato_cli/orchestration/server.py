@@ -86,12 +86,19 @@ def server_env(target: PrefectTarget, port: int) -> dict[str, str]:
 
 
 def start_embedded(target: PrefectTarget, port: int, logfile: Path) -> subprocess.Popen:
-    """Start ``prefect server start`` in its own session; returns at once."""
+    """Start ``prefect server start`` (see prefect_server.py) in its own session; returns at once."""
     assert target.home is not None
     target.home.mkdir(parents=True, exist_ok=True)
     logfile.parent.mkdir(parents=True, exist_ok=True)
-    prefect = Path(sys.executable).with_name("prefect")
-    cmd = [str(prefect), "server", "start", "--host", LOOPBACK, "--port", str(port)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tomato_cli.orchestration.prefect_server",
+        "--host",
+        LOOPBACK,
+        "--port",
+        str(port),
+    ]
     with open(logfile, "ab") as log:
         return subprocess.Popen(
             cmd,

@@ -1,0 +1,114 @@
+"""Runs the embedded Prefect server: ``prefect server start`` with two SQLite fixes.
+
+1. Writers take turns. Prefect opens SQLite write transactions as DEFERRED. One that
+   reads first (creating a flow run from a deployment does) and then writes fails at
+   once with "database is locked" (SQLITE_BUSY_SNAPSHOT) if any other writer committed
+   in between, whatever the busy timeout; Prefect answers 503 and clients retry. Here
+   every write transaction of the server first waits for its turn on one asyncio lock,
+   then begins IMMEDIATE, so its snapshot cannot go stale. Waiting happens before a
+   database connection is checked out, so waiters cannot starve the connection pool. A
+   transaction opened while its task already holds the turn joins it instead of waiting
+   on itself, and after ``TURN_LIMIT_S`` a waiter goes ahead anyway, so nothing waits
+   forever.
+2. Websockets are not requests. With SQLite, Prefect admits at most 100 requests at
+   once, and an open websocket holds its place for as long as it lives. Every flow run
+   of a deployment keeps one open (to watch for its own suspension), so about 90
+   running jobs filled the limit and every other request, health checks included,
+   waited forever. Here only HTTP requests count.
+
+PostgreSQL servers are not changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import weakref
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from typing import Any
+
+TURN_LIMIT_S = 10.0
+
+_holding: ContextVar[bool] = ContextVar("tomato_sqlite_writer", default=False)
+_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+log = logging.getLogger("tomato.prefect_server")
+
+
+def _writer_lock() -> asyncio.Lock:
+    loop = asyncio.get_running_loop()
+    lock = _locks.get(loop)
+    if lock is None:
+        lock = _locks[loop] = asyncio.Lock()
+    return lock
+
+
+@asynccontextmanager
+async def writer_turn() -> AsyncGenerator[None, None]:
+    """Hold the write turn of this event loop for the duration of the block."""
+    if _holding.get():
+        yield
+        return
+    lock = _writer_lock()
+    try:
+        async with asyncio.timeout(TURN_LIMIT_S):
+            await lock.acquire()
+        acquired = True
+    except TimeoutError:
+        acquired = False
+        log.warning("a SQLite write waited %.0f s for its turn; going ahead", TURN_LIMIT_S)
+    token = _holding.set(True)
+    try:
+        yield
+    finally:
+        _holding.reset(token)
+        if acquired:
+            lock.release()
+
+
+def queue_sqlite_writers() -> None:
+    from prefect.server.database import configurations
+
+    config = configurations.AioSqliteConfiguration
+    original = config.begin_transaction
+
+    @asynccontextmanager
+    async def begin_transaction(
+        self: Any, session: Any, with_for_update: bool = False
+    ) -> AsyncGenerator[Any, None]:
+        async with writer_turn():
+            async with original(self, session, with_for_update=True) as transaction:
+                yield transaction
+
+    config.begin_transaction = begin_transaction  # type: ignore[method-assign]
+
+
+def free_websockets_from_request_limit() -> None:
+    from prefect.server.api import server
+
+    limited = server.RequestLimitMiddleware.__call__
+
+    async def call(self: Any, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            await self.app(scope, receive, send)
+        else:
+            await limited(self, scope, receive, send)
+
+    server.RequestLimitMiddleware.__call__ = call  # type: ignore[method-assign]
+
+
+def main() -> None:
+    queue_sqlite_writers()
+    free_websockets_from_request_limit()
+    from prefect.cli import app
+
+    sys.argv = ["prefect", "server", "start", *sys.argv[1:]]
+    sys.exit(app())
+
+
+if __name__ == "__main__":
+    main()
