@@ -120,6 +120,8 @@ def scenario_g(channels: int, quick: bool, notes: list[str]) -> list[Row]:
             j = jobs.get(i, {})
             if j.get("status") in ends:
                 ends[j["status"]] += 1
+            if j.get("status") != "c":
+                notes.append(f"g: job {i} ended {j.get('status')}: {j.get('error')}")
             try:
                 recorded.append(len(read_uts(world.result_path(j))))
             except Exception:  # noqa: BLE001 - a missing file counts as no samples

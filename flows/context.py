@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -13,7 +12,7 @@ from typing import Any
 
 from drivers.client import DriverClient
 from tomato_cli.models import Component, Job
-from tomato_cli.models.job import FINAL_FILE
+from tomato_cli.models.job import CANCEL_FILE, write_final
 from tomato_cli.rpc import Unreachable, call
 from tomato_cli.store import JobStore
 
@@ -90,8 +89,7 @@ class JobRun:
     def report(self, status: str, error: str | None = None) -> None:
         """Tell the daemon; the final status is also written to the job folder first."""
         if status != "r":
-            path = Path(self.job.jobpath) / FINAL_FILE
-            path.write_text(json.dumps({"status": status, "error": error}))
+            write_final(Path(self.job.jobpath), status, error)
         for _ in range(3):
             try:
                 call(self.daemon_port, "job_update", jobid=self.job.id, status=status, error=error)
@@ -101,17 +99,16 @@ class JobRun:
         log.warning("daemon unreachable; it will read the job's final status from its folder")
 
     def watch_cancel(self) -> None:
-        """Background thread: a cancel asked of the daemon (CLI or Prefect UI) stops the job."""
+        """Background thread: a cancel asked of the daemon (CLI or Prefect UI) stops the job.
+
+        The daemon says so with a file in the job folder (see CANCEL_FILE)."""
+        signal = Path(self.job.jobpath) / CANCEL_FILE
 
         def loop() -> None:
             while not self.steps_done.is_set():
-                try:
-                    reply = call(self.daemon_port, "job_status", timeout=5, jobids=[self.job.id])
-                    if reply.success and reply.data and reply.data[0]["status"] == "rd":
-                        self.cancel.set()
-                        return
-                except Unreachable:
-                    pass
+                if signal.exists():
+                    self.cancel.set()
+                    return
                 self.steps_done.wait(CANCEL_POLL_S)
 
         threading.Thread(target=loop, name="cancel-watch", daemon=True).start()

@@ -72,3 +72,34 @@ def test_job_rejects_unknown_status(status):
 
 def test_final_statuses():
     assert set(FINAL_STATUSES) == {"c", "ce", "cd"}
+
+
+def test_final_word_is_never_seen_half_written(tmp_path: Path) -> None:
+    """The daemon polls final.json while the job writes it: a read sees all or nothing."""
+    import threading
+
+    from tomato_cli.models.job import read_final, write_final
+
+    assert read_final(tmp_path) is None
+    stop = threading.Event()
+    seen: list[dict | None] = []
+
+    def reader() -> None:
+        while not stop.is_set():
+            if (tmp_path / "final.json").exists():
+                seen.append(read_final(tmp_path))
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for i in range(300):
+            write_final(tmp_path, "ce" if i % 2 else "c", "x" * 5000 if i % 2 else None)
+    finally:
+        stop.set()
+        thread.join()
+    assert seen, "the reader never ran"
+    assert all(s is not None and s["status"] in ("c", "ce") for s in seen)
+    assert read_final(tmp_path) == {"status": "ce", "error": "x" * 5000}
+    assert not list(tmp_path.glob("*.partial"))
+    (tmp_path / "final.json").write_text('{"status": "r"}')
+    assert read_final(tmp_path) is None  # not a final status

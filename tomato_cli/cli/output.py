@@ -13,6 +13,15 @@ import yaml
 
 from tomato_cli.rpc import Reply, Unreachable, call
 
+# libyaml's emitter where PyYAML has it: twice as fast for a long job list
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def to_yaml(data: Any) -> str:
+    """YAML for the ``-y`` output: block style, keys in their given order."""
+    return yaml.dump(data, Dumper=_DUMPER, sort_keys=False, allow_unicode=True)
+
+
 DEFAULT_PORT = 1234
 
 
@@ -76,7 +85,7 @@ def make_app(help: str) -> typer.Typer:  # noqa: A002 - typer's own word
 def emit(opts: Common, reply: Reply, text: Callable[[Any], str] | None = None) -> NoReturn:
     """Print a reply and exit: 0 on success, 1 on failure."""
     if opts.as_yaml:
-        sys.stdout.write(yaml.safe_dump(reply.as_dict(), sort_keys=False, allow_unicode=True))
+        sys.stdout.write(to_yaml(reply.as_dict()))
     elif not reply.success:
         sys.stderr.write(f"error: {reply.msg}\n")
     else:
@@ -152,7 +161,7 @@ def run_app(app: typer.Typer, prog: str) -> None:
         hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
         msg = f"{exc.format_message()}{hint}"
         if _FLAGS & set(sys.argv[1:]):
-            sys.stdout.write(yaml.safe_dump(Reply(False, msg).as_dict(), sort_keys=False))
+            sys.stdout.write(to_yaml(Reply(False, msg).as_dict()))
         else:
             sys.stderr.write(f"error: {msg}\n")
         code = exc.exit_code

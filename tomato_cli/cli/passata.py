@@ -13,6 +13,7 @@ from tomato_cli.cli.output import (
     emit,
     make_app,
     run_app,
+    to_yaml,
 )
 
 app = make_app("Query and set component attributes through their drivers.")
@@ -21,7 +22,7 @@ COMPONENT = typer.Argument(..., help="Component name, 'address,channel' or 'pipe
 
 
 def _show(data: Any) -> str:
-    return yaml.safe_dump(data, sort_keys=False).rstrip() if data not in (None, {}) else ""
+    return to_yaml(data).rstrip() if data not in (None, {}) else ""
 
 
 def _run(ctx: typer.Context, component: str, cmd: str, **args: Any) -> None:

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SYNC_INTERVAL_S = 0.5
+# how often to look for changes made in the Prefect UI (cancel, resume of a waiting job)
+UI_CHECK_INTERVAL_S = 2.0
 
 
 class PrefectBridge:
@@ -45,6 +47,7 @@ class PrefectBridge:
         self.wake = threading.Event()
         self._stop = threading.Event()
         self._last_heartbeat = 0.0
+        self._last_ui_check = 0.0
         self._slots_dirty = True
         self.client_lock = threading.Lock()  # one Prefect call at a time on our client
 
@@ -214,12 +217,17 @@ class PrefectBridge:
             elif job.status != "r":
                 jobs.set_status(job.flow_run_id, job.status, job.error)
             daemon.state.set_prefect_status(job.id, job.status)
-        active = daemon.state.jobs(("q", "qw", "r", "rd"))
+        if time.monotonic() - self._last_ui_check < UI_CHECK_INTERVAL_S:
+            return
+        self._last_ui_check = time.monotonic()
+        active = daemon.state.job_refs(("q", "qw", "r", "rd"))
         # 3. changes made in the Prefect UI: a cancel is honoured; a waiting job that was
         #    resumed or rescheduled there is put back (only the gate starts jobs)
         ids = {j.flow_run_id: j for j in active if j.flow_run_id}
         if ids:
-            for frid, (stype, sname) in jobs.read_states(list(ids)).items():
+            running = [f for f, j in ids.items() if j.status in ("r", "rd")]
+            waiting = [f for f, j in ids.items() if j.status in ("q", "qw")]
+            for frid, (stype, sname) in jobs.changed_elsewhere(running, waiting).items():
                 wanted = tomato_status(stype, sname)
                 job = ids[frid]
                 if wanted in ("rd", "cd") and job.status not in ("rd",):

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,8 +39,16 @@ class Runner:
 
 
 class JobLauncher:
-    def __init__(self, logdir: Path, env: dict[str, str], capacity: int = 8, max_jobs: int = 100):
+    def __init__(
+        self,
+        logdir: Path,
+        env: dict[str, str],
+        capacity: int = 8,
+        max_jobs: int = 100,
+        on_job_end: Callable[[], None] = lambda: None,
+    ):
         self.logdir = logdir
+        self.on_job_end = on_job_end  # a runner said "done", or exited
         self.env = env
         self.capacity = capacity
         self.max_jobs = max_jobs
@@ -77,6 +86,8 @@ class JobLauncher:
                     runner.jobs.discard(int(words[1]))
                     if runner.served >= self.max_jobs and not runner.jobs:
                         self._retire(runner)
+                self.on_job_end()
+        self.on_job_end()  # EOF: the runner is gone, and with it any job it still had
 
     def _free(self, runner: Runner) -> bool:
         return (

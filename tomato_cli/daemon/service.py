@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -30,13 +29,15 @@ from tomato_cli.models import (
     load_settings,
     parse_payload,
 )
-from tomato_cli.models.job import FINAL_FILE, FINAL_STATUSES
+from tomato_cli.models.job import CANCEL_FILE, FINAL_FILE, FINAL_STATUSES, read_final
 from tomato_cli.orchestration.server import PrefectTarget, embedded_target
 from tomato_cli.rpc import Reply, RpcError, RpcServer, Unreachable, free_port
 
 log = logging.getLogger(__name__)
 
-MONITOR_INTERVAL_S = 0.2
+# running jobs are checked when a runner reports an end or exits, and at least this often
+# (a daemon restarted after a crash has no pipe to runners it did not start)
+MONITOR_INTERVAL_S = 2.0
 
 
 class Daemon:
@@ -52,6 +53,7 @@ class Daemon:
         self.lock = threading.RLock()  # one decision at a time: dispatch, cancel, job ends
         self.wake = threading.Event()
         self._stop = threading.Event()
+        self.job_ended = threading.Event()
         self.stopping = False
         self.drivers = DriverSupervisor(self.state, self.settings.drivers, self.logdir)
         self.bridge = PrefectBridge(self, *self._prefect_target())
@@ -60,6 +62,7 @@ class Daemon:
             self.bridge.target.client_env(),
             capacity=self.settings.jobs.per_runner,
             max_jobs=self.settings.jobs.runner_max_jobs,
+            on_job_end=self.job_ended.set,
         )
         self.server: RpcServer | None = None
         self.devices: list[dict[str, Any]] = []  # the devices file's devices, as applied
@@ -237,6 +240,7 @@ class Daemon:
             self.drivers.stop_all()
         self.bridge.stop(stop_server=mode != "leave" or not running)
         self._stop.set()
+        self.job_ended.set()
 
     def cmd_reload(self) -> Reply:
         settings = load_settings(self.settings_path)
@@ -383,11 +387,22 @@ class Daemon:
                     job.error = f"cancelled while queued ({source})"
                 else:
                     job.status = "rd"
+                    self._signal_cancel(job, source)
                 self.state.save_job(job)
                 log.info("job %s: %s (%s)", jobid, job.status, source)
                 out.append(job.model_dump(mode="json"))
         self.bridge.wake.set()
         return out
+
+    @staticmethod
+    def _signal_cancel(job: Job, source: str) -> None:
+        if job.jobpath is None:
+            return
+        try:
+            Path(job.jobpath).mkdir(parents=True, exist_ok=True)  # it may not have begun yet
+            (Path(job.jobpath) / CANCEL_FILE).write_text(f"{source}\n")
+        except OSError as exc:
+            raise RpcError(f"cannot signal job {job.id} to stop: {exc}") from None
 
     def cmd_job_context(self, jobid: int) -> Reply:
         """What the job's flow run needs: the job, its pipeline's components, driver ports."""
@@ -559,14 +574,20 @@ class Daemon:
     def check_running_jobs(self) -> None:
         """Running jobs whose process is gone are ended: by their own last word, or as ce."""
         self.launcher.reap()
-        for job in self.state.jobs(("r", "rd")):
+        for ref in self.state.job_refs(("r", "rd")):
             # a runner may host other jobs and outlive this one: its final word counts too
-            ended = job.jobpath is not None and (Path(job.jobpath) / FINAL_FILE).exists()
-            if (job.pid and not alive(job.pid)) or ended:
-                self._recover(job)
+            ended = ref.jobpath is not None and (Path(ref.jobpath) / FINAL_FILE).exists()
+            if (ref.pid and not alive(ref.pid)) or ended:
+                job = self.state.job(ref.id)
+                if job is not None:
+                    self._recover(job)
 
     def _monitor_loop(self) -> None:
-        while not self._stop.wait(MONITOR_INTERVAL_S):
+        while not self._stop.is_set():
+            self.job_ended.wait(MONITOR_INTERVAL_S)
+            self.job_ended.clear()
+            if self._stop.is_set():
+                return
             try:
                 self.check_running_jobs()
             except Exception:
@@ -574,17 +595,19 @@ class Daemon:
 
     def _recover(self, job: Job) -> None:
         """A running job's process is gone: take its own last word, or call it crashed."""
-        final = _read_final(Path(job.jobpath))
+        final = read_final(Path(job.jobpath))
         code = self.launcher.exit_code(job.id)
         with self.lock:
             fresh = self.state.job(job.id)
             if fresh is None or fresh.status in FINAL_STATUSES:
                 return
             if final is not None:
-                # it ended while the daemon was away: its results are written already
+                # its own last word (final.json): its results are written already. This is
+                # how every job ends, and how one that ended while the daemon was away is
+                # noticed after a restart.
                 self._finish(fresh, final["status"], final.get("error"))
                 self.state.save_job(fresh)
-                log.info("job %s ended as %s while the daemon was away", job.id, fresh.status)
+                log.info("job %s ended as %s", job.id, fresh.status)
                 return
             why = f"the job's flow-run process (pid {job.pid}) died"
             if code is not None:
@@ -627,11 +650,3 @@ class Daemon:
                         self.state.save_job(fresh)
         except Exception:
             log.exception("job %s: could not write results after its process died", job.id)
-
-
-def _read_final(jobdir: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads((jobdir / FINAL_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return data if data.get("status") in FINAL_STATUSES else None

@@ -75,6 +75,17 @@ class DriverRecord:
     restarts: int = 0
 
 
+@dataclass(frozen=True)
+class JobRef:
+    """The few fields of a job that are read often, without its payload."""
+
+    id: int
+    status: str
+    pid: int | None
+    jobpath: str | None
+    flow_run_id: str | None
+
+
 class StateStore:
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -165,6 +176,20 @@ class StateStore:
             else:
                 rows = self.db.execute("SELECT job FROM jobs ORDER BY id").fetchall()
         return [Job.model_validate_json(r[0]) for r in rows if r[0] != "{}"]
+
+    def job_refs(self, statuses: tuple[str, ...]) -> list[JobRef]:
+        """Id, status, process and flow run of the jobs in these statuses, without parsing
+        them: the monitor and the Prefect bridge look at every running job several times
+        a second, which with hundreds of jobs must stay cheap."""
+        marks = ",".join("?" * len(statuses))
+        with self.lock:
+            rows = self.db.execute(
+                "SELECT id, status, json_extract(job, '$.pid'), json_extract(job, '$.jobpath'),"
+                " json_extract(job, '$.flow_run_id') FROM jobs"
+                f" WHERE status IN ({marks}) AND job != '{{}}' ORDER BY id",
+                statuses,
+            ).fetchall()
+        return [JobRef(*r) for r in rows]
 
     def jobs_unsynced(self) -> list[tuple[Job, str | None]]:
         """Jobs whose Prefect mirror lags: no flow run yet, or another status pushed."""

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 from datetime import datetime
-from typing import Final, Literal
+from pathlib import Path
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel
 
@@ -13,6 +16,10 @@ JobStatus = Literal["q", "qw", "r", "rd", "c", "ce", "cd"]
 FINAL_STATUSES: Final[tuple[JobStatus, ...]] = ("c", "ce", "cd")
 # a job's flow run leaves its final status here, in the job folder, before it reports it
 FINAL_FILE: Final = "final.json"
+# written into a running job's folder by the daemon when the job is to be cancelled: the
+# job looks for it twice a second (a stat, where asking the daemon cost hundreds of RPCs a
+# second with hundreds of jobs), and it survives a daemon restart
+CANCEL_FILE: Final = "cancel"
 
 
 class Job(BaseModel):
@@ -38,3 +45,21 @@ class Job(BaseModel):
     def is_final(self) -> bool:
         """Whether the job has ended (completed, failed or cancelled)."""
         return self.status in FINAL_STATUSES
+
+
+def write_final(jobdir: Path, status: str, error: str | None) -> None:
+    """Leave the job's final status in its folder, whole or not at all (the daemon may
+    read it at any moment)."""
+    path = jobdir / FINAL_FILE
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps({"status": status, "error": error}))
+    os.replace(partial, path)
+
+
+def read_final(jobdir: Path) -> dict[str, Any] | None:
+    """The job's final word ({"status", "error"}), or None if it has not left one."""
+    try:
+        data = json.loads((jobdir / FINAL_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("status") in FINAL_STATUSES else None

@@ -93,12 +93,15 @@ def original_version(data: dict[str, Any]) -> str:
 
 
 def upgrade(data: dict[str, Any]) -> dict[str, Any]:
-    """A copy of the payload mapping, upgraded to version 2.2; ValueError on unknown versions."""
+    """The payload mapping upgraded to version 2.2 (a copy if anything changes); ValueError
+    on unknown versions."""
     version = original_version(data)
     if version not in VERSIONS:
         raise ValueError(
             f"version: unknown payload version {version!r} (known: {', '.join(VERSIONS)})"
         )
+    if version == CURRENT and data.get("version") == CURRENT:
+        return data  # nothing to change (stored jobs are read often): no copy needed
     data = copy.deepcopy(data)
     while version != CURRENT:
         version, step = UPGRADES[version]

@@ -10,7 +10,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from tomato_cli.orchestration.states import PREFECT_STATE, tomato_status
+from tomato_cli.orchestration.states import PREFECT_STATE
 
 log = logging.getLogger(__name__)
 
@@ -169,24 +169,39 @@ class PrefectJobs:
 
         self.client.set_flow_run_state(flow_run_id, Crashed(message=message), force=True)
 
-    def read_states(self, flow_run_ids: list[str]) -> dict[str, tuple[str, str]]:
-        """Current (state type, state name) of the given flow runs."""
-        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    def changed_elsewhere(
+        self, running: list[str], waiting: list[str]
+    ) -> dict[str, tuple[str, str]]:
+        """(state type, state name) of the flow runs whose state someone else changed.
 
+        That is running jobs asked to cancel and waiting jobs no longer PAUSED (resumed
+        or rescheduled in the UI). The server does the filtering, so with hundreds of
+        jobs the usual answer is short and cheap.
+        """
+        from prefect.client.schemas.filters import (
+            FlowRunFilter,
+            FlowRunFilterId,
+            FlowRunFilterState,
+            FlowRunFilterStateType,
+        )
+        from prefect.client.schemas.objects import StateType
+
+        cancel = FlowRunFilterStateType(any_=[StateType.CANCELLING, StateType.CANCELLED])
+        not_paused = FlowRunFilterStateType(not_any_=[StateType.PAUSED])
         out: dict[str, tuple[str, str]] = {}
-        for i in range(0, len(flow_run_ids), 200):
-            chunk = flow_run_ids[i : i + 200]
-            runs = self.client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=chunk)), limit=len(chunk)
-            )
-            for run in runs:
-                if run.state is not None:
-                    out[str(run.id)] = (run.state.type.value, run.state.name or "")
+        for ids, wanted in ((running, cancel), (waiting, not_paused)):
+            for i in range(0, len(ids), 200):
+                chunk = ids[i : i + 200]
+                runs = self.client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(
+                        id=FlowRunFilterId(any_=chunk), state=FlowRunFilterState(type=wanted)
+                    ),
+                    limit=len(chunk),
+                )
+                for run in runs:
+                    if run.state is not None:
+                        out[str(run.id)] = (run.state.type.value, run.state.name or "")
         return out
-
-    def status_of(self, flow_run_id: str) -> str | None:
-        states = self.read_states([flow_run_id])
-        return tomato_status(*states[flow_run_id]) if flow_run_id in states else None
 
     def info(self) -> dict[str, Any]:
         return {"work_pool": self.pool, "deployment": f"{FLOW_NAME}/{self.deployment}"}

@@ -86,7 +86,7 @@ def server_env(target: PrefectTarget, port: int) -> dict[str, str]:
 
 
 def start_embedded(target: PrefectTarget, port: int, logfile: Path) -> subprocess.Popen:
-    """Start ``prefect server start`` (see prefect_server.py) in its own session; returns at once."""
+    """Start the server (prefect_server.py) in its own session; returns at once."""
     assert target.home is not None
     target.home.mkdir(parents=True, exist_ok=True)
     logfile.parent.mkdir(parents=True, exist_ok=True)
