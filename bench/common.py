@@ -265,31 +265,23 @@ class World:
         return self.root / "work"
 
     def _opts(self, app: str, args: tuple[str, ...]) -> list[str]:
+        port = ["--port", str(self.port)]
+        folders = [
+            "--appdir",
+            str(self.app),
+            "--datadir",
+            str(self.root / "data"),
+            "--logdir",
+            str(self.root / "log"),
+        ]
         if self.kind == "ours":
-            return [
-                "--port",
-                str(self.port),
-                "--appdir",
-                str(self.app),
-                "--datadir",
-                str(self.root / "data"),
-                "--logdir",
-                str(self.root / "log"),
-            ]
+            return port + folders
         # tomato 2.2: every command takes --port; init also the folders, start the appdir
-        opts = ["--port", str(self.port)]
         if app == "tomato" and args[:1] == ("init",):
-            opts += [
-                "--appdir",
-                str(self.app),
-                "--datadir",
-                str(self.root / "data"),
-                "--logdir",
-                str(self.root / "log"),
-            ]
-        elif app == "tomato" and args[:1] == ("start",):
-            opts += ["--appdir", str(self.app)]
-        return opts
+            return port + folders
+        if app == "tomato" and args[:1] == ("start",):
+            return port + ["--appdir", str(self.app)]
+        return port
 
     def run(self, app: str, *args: str, timeout: float = 120, cwd: Path | None = None) -> Result:
         cmd = [str(self.bin / app), *map(str, args), *self._opts(app, tuple(map(str, args))), "-y"]

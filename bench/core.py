@@ -300,6 +300,15 @@ def scenario_d(
             )
 
 
+# per interval: (measure key, row label, number format, note)
+_D_ROWS = (
+    ("frac", "… recorded / ideal (%)", "{:.1f}", "bar: ≥ 99 % down to 10 ms"),
+    ("jit", "… interval jitter, SD of Δuts (ms)", "{:.3f}", ""),
+    ("p99", "… p99 of |Δuts − interval| (ms)", "{:.3f}", ""),
+    ("mono", "… timestamps strictly increasing (fraction of runs)", "{:.0%}", ""),
+)
+
+
 def rows_d(
     o: dict[str, list[float]], t: dict[str, list[float]], duration: float = 10.0
 ) -> list[Row]:
@@ -307,45 +316,20 @@ def rows_d(
     for interval in INTERVALS:
         k = f"{interval:g}"
         ideal = duration / interval
-        rows += [
+        samples = f"{duration:g} s job at {interval * 1000:g} ms: recorded samples"
+        rows.append(
             row(
                 "d",
-                f"{duration:g} s job at {interval * 1000:g} ms: recorded samples "
-                f"(ideal {ideal:.0f})",
+                f"{samples} (ideal {ideal:.0f})",
                 o.get(f"n-{k}"),
                 t.get(f"n-{k}"),
                 fmt="{:.0f}",
-            ),
-            row(
-                "d",
-                "… recorded / ideal (%)",
-                o.get(f"frac-{k}"),
-                t.get(f"frac-{k}"),
-                fmt="{:.1f}",
-                note="bar: ≥ 99 % down to 10 ms",
-            ),
-            row(
-                "d",
-                "… interval jitter, SD of Δuts (ms)",
-                o.get(f"jit-{k}"),
-                t.get(f"jit-{k}"),
-                fmt="{:.3f}",
-            ),
-            row(
-                "d",
-                "… p99 of |Δuts − interval| (ms)",
-                o.get(f"p99-{k}"),
-                t.get(f"p99-{k}"),
-                fmt="{:.3f}",
-            ),
-            row(
-                "d",
-                "… timestamps strictly increasing (fraction of runs)",
-                o.get(f"mono-{k}"),
-                t.get(f"mono-{k}"),
-                fmt="{:.0%}",
-            ),
-        ]
+            )
+        )
+        for key, label, fmt, note in _D_ROWS:
+            rows.append(
+                row("d", label, o.get(f"{key}-{k}"), t.get(f"{key}-{k}"), fmt=fmt, note=note)
+            )
     return rows
 
 
