@@ -179,8 +179,8 @@ class StateStore:
 
     def job_refs(self, statuses: tuple[str, ...]) -> list[JobRef]:
         """Id, status, process and flow run of the jobs in these statuses, without parsing
-        them: the monitor and the Prefect bridge look at every running job several times
-        a second, which with hundreds of jobs must stay cheap."""
+        them: the job monitor and the Prefect bridge look at every active job every few
+        seconds, which with hundreds of jobs must stay cheap."""
         marks = ",".join("?" * len(statuses))
         with self.lock:
             rows = self.db.execute(
