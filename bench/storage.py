@@ -2,7 +2,7 @@
 
 Ours: a job store (``tomato_cli.store.JobStore``) is filled directly with counter-shaped
 samples (val, max, min, param, choice) in batches, then the NetCDF is written with
-``tomato_cli.store.write_results`` exactly as ``flows/results.py`` does for snapshots and
+``tomato_cli.store.write_results`` exactly as ``tomato_cli/store/results.py`` does for snapshots and
 for the final file (snapshots read the store with ``durable=False``; the code path is the
 same). The per-poll cost is timed as appending one more 10-sample batch at that size.
 

@@ -23,11 +23,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from drivers._units import to_seconds
 from drivers.base import AttrError, ComponentBase, DriverBase, TaskError
 from drivers.registry import load_driver
 from drivers.runner import DEFAULT_BUFFER_LIMIT, TaskRunner
 from tomato_cli.rpc import LOOPBACK, Reply, RpcError, RpcServer
+from tomato_cli.units import to_seconds
 
 log = logging.getLogger("drivers.host")
 

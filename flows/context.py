@@ -12,6 +12,7 @@ from typing import Any
 
 from drivers.client import DriverClient
 from tomato_cli.models import Component, Job
+from tomato_cli.models.context import JobContext
 from tomato_cli.models.job import CANCEL_FILE, write_final
 from tomato_cli.rpc import Unreachable, call
 from tomato_cli.store import JobStore
@@ -21,24 +22,24 @@ log = logging.getLogger(__name__)
 CANCEL_POLL_S = 0.5
 
 # contexts handed over by the daemon before the flow run starts (see flows.runner)
-PRELOADED: dict[int, dict[str, Any]] = {}
+PRELOADED: dict[int, JobContext] = {}
 
 
-def load_context(jobid: int) -> dict[str, Any]:
+def load_context(jobid: int) -> JobContext:
     if jobid in PRELOADED:
         return PRELOADED.pop(jobid)
     port = int(os.environ.get("TOMATO_DAEMON_PORT", "1234"))
     reply = call(port, "job_context", jobid=jobid)
     if not reply.success:
         raise RuntimeError(reply.msg)
-    return reply.data
+    return JobContext.model_validate(reply.data)
 
 
 @dataclass
 class JobRun:
     """The live state of one job's flow run, shared by its step tasks (threads)."""
 
-    context: dict[str, Any]
+    context: JobContext
     job: Job = field(init=False)
     store: JobStore = field(init=False)
     cancel: threading.Event = field(default_factory=threading.Event)
@@ -49,8 +50,8 @@ class JobRun:
     latest: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.job = Job.model_validate(self.context["job"])
-        self.daemon_port = int(self.context["daemon_port"])
+        self.job = self.context.job
+        self.daemon_port = self.context.daemon_port
         self.store = JobStore(Path(self.job.jobpath))
         for task in self.job.payload.method:
             if task.task_name:
@@ -61,18 +62,18 @@ class JobRun:
 
     # components and drivers
     def component(self, role: str) -> Component:
-        return Component.model_validate(self.context["components"][role]["component"])
+        return self.context.component(role)
 
     def driver(self, role: str, refresh: bool = False) -> DriverClient:
         comp = self.component(role)
         if refresh or comp.driver not in self._drivers:
-            port = self.context["components"][role]["driver_port"]
+            port = self.context.components[role].driver_port
             if refresh or port is None:
                 reply = call(self.daemon_port, "driver_port", driver=comp.driver)
                 if not reply.success:
                     raise RuntimeError(reply.msg)
                 port = reply.data
-                self.context["components"][role]["driver_port"] = port
+                self.context.components[role].driver_port = port
             self._drivers[comp.driver] = DriverClient(int(port))
         return self._drivers[comp.driver]
 

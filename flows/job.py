@@ -21,8 +21,8 @@ from prefect.states import Cancelled, Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.context import JobRun, load_context
-from flows.results import write_final_results, write_job_results
 from tomato_cli.models import Task
+from tomato_cli.store.results import write_final_results, write_job_results
 
 PROGRESS_EVERY_S = 5.0
 LATEST_EVERY_S = 30.0
@@ -128,13 +128,13 @@ def periodic_snapshots(run: JobRun) -> int:
 
 @task(cache_policy=NO_CACHE)
 def reset_components(run: JobRun) -> None:
-    for role in run.context["components"]:
+    for role in run.context.components:
         run.driver_call(role, "reset")
 
 
 @task(cache_policy=NO_CACHE)
 def write_results(run: JobRun) -> tuple[str, str | None]:
-    path, problem = write_final_results(run.context, run.job)
+    path, problem = write_final_results(run.context)
     return str(path), problem
 
 

@@ -10,7 +10,6 @@ says ``ready`` once imported and ``done <jobid>`` after each job. EOF on stdin m
 from __future__ import annotations
 
 import contextvars
-import json
 import logging
 import os
 import sys
@@ -19,6 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from tomato_cli.models.context import JobContext
 
 CURRENT_JOB: contextvars.ContextVar[int | None] = contextvars.ContextVar("job", default=None)
 _say_lock = threading.Lock()
@@ -46,7 +47,7 @@ class JobLogFile(logging.FileHandler):
         return CURRENT_JOB.get() == self.jobid
 
 
-def run_job(context: dict[str, Any]) -> None:
+def run_job(context: JobContext) -> None:
     from prefect.client.orchestration import get_client
     from prefect.flow_engine import run_flow
     from prefect.task_runners import ThreadPoolTaskRunner
@@ -54,9 +55,9 @@ def run_job(context: dict[str, Any]) -> None:
     from flows.context import PRELOADED
     from flows.job import tomato_job
 
-    jobid = int(context["jobid"])
+    jobid = context.jobid
     CURRENT_JOB.set(jobid)
-    jobdir = Path(context["job"]["jobpath"])
+    jobdir = Path(context.job.jobpath)
     jobdir.mkdir(parents=True, exist_ok=True)
     handler = JobLogFile(jobdir / "job.log", jobid)
     loggers = [logging.getLogger(), logging.getLogger("prefect")]
@@ -65,8 +66,8 @@ def run_job(context: dict[str, Any]) -> None:
     try:
         PRELOADED[jobid] = context
         with get_client(sync_client=True) as client:
-            flow_run = client.read_flow_run(context["flow_run_id"])
-        workers = len(context["job"]["payload"]["method"]) + 2
+            flow_run = client.read_flow_run(context.flow_run_id)
+        workers = len(context.job.payload.method) + 2
         job_flow = tomato_job.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))
         run_flow(job_flow, flow_run=flow_run, parameters={"jobid": jobid}, return_type="state")
     except Exception:
@@ -116,10 +117,10 @@ def main() -> int:
     for line in sys.stdin:
         if not line.strip():
             continue
-        context = json.loads(line)
-        os.environ["TOMATO_DAEMON_PORT"] = str(context["daemon_port"])
+        context = JobContext.model_validate_json(line)
+        os.environ["TOMATO_DAEMON_PORT"] = str(context.daemon_port)
         # a new thread starts with an empty context: CURRENT_JOB is set inside run_job
-        thread = threading.Thread(target=run_job, args=(context,), name=f"job-{context['jobid']}")
+        thread = threading.Thread(target=run_job, args=(context,), name=f"job-{context.jobid}")
         thread.start()
         threads.append(thread)
     for thread in threads:

@@ -1,4 +1,12 @@
-"""Unit helpers: a lazily created pint registry, durations, quantities, CF unit strings.
+"""Units: the one place where quantities typed by users are parsed (with pint).
+
+Every parse has a bounded cost. pint evaluates unit expressions as arithmetic, so a string
+such as ``"1 s**9**9**9"`` or ``"1 km**(9**(9**9))"`` would keep a process busy for ever.
+Before pint sees a string, it must be at most ``MAX_LENGTH`` characters of the form
+``<number> <units>``, where the units are names joined by ``*``, ``/``, spaces or
+parentheses, each name with at most one small exponent (``m**2``, ``s^-1``). Exponents on
+parenthesised groups are refused (``(m/s)**2``: write ``m**2/s**2``), so exponents never
+multiply.
 
 pint is imported only when first needed, so importing this module stays cheap.
 """
@@ -13,14 +21,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pint
 
-__all__ = ["get_ureg", "to_seconds", "parse_quantity", "cf_units"]
+__all__ = ["MAX_LENGTH", "cf_units", "get_ureg", "magnitude_in", "to_seconds"]
 
-_MAX_LEN = 100
+MAX_LENGTH = 100
 _NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
-_QUANTITY_RE = re.compile(rf"^\s*({_NUMBER})\s*(.*?)\s*$")
-# guards against pathological expressions such as "s**9**9**9" (pint would hang)
-_CHAINED_POWER_RE = re.compile(r"(\*\*|\^)\s*[-+]?[\w.]+\s*(\*\*|\^)")
-_LONG_DIGITS_RE = re.compile(r"\d{4,}")
+_QUANTITY = re.compile(rf"^\s*({_NUMBER})?\s*(.*?)\s*$", re.DOTALL)
+_NAME = r"(?:(?:[^\W\d]|°)[\w°]*|%)"
+_EXPONENT = r"(?:\*\*|\^)\s*[-+]?\d{1,2}(?:\.\d{1,3})?"
+_UNIT_TOKEN = re.compile(rf"\s*(?:{_NAME}(?:\s*{_EXPONENT})?|[*/·()])")
 
 _CF_NAMES = {
     "degree_Celsius": "degC",
@@ -33,7 +41,7 @@ _CF_NAMES = {
 
 @functools.cache
 def get_ureg() -> pint.UnitRegistry:
-    """Return the shared pint UnitRegistry (created on first use)."""
+    """Return the shared pint UnitRegistry (created on first use, about 0.5 s)."""
     import pint
 
     return pint.UnitRegistry()
@@ -43,68 +51,97 @@ def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
-def _check_number(value: float | int, what: str) -> float:
-    if isinstance(value, bool):
-        raise ValueError(f"{what}: expected a number or a string with units, got {value!r}")
-    out = float(value)
-    if not math.isfinite(out):
-        raise ValueError(f"{what}: {value!r} is not a finite number")
-    return out
+def _check_units(units: str, text: str) -> None:
+    """Refuse unit expressions whose evaluation cost is not bounded (see the module doc)."""
+    pos, depth = 0, 0
+    while pos < len(units):
+        match = _UNIT_TOKEN.match(units, pos)
+        if match is None or match.end() == pos:
+            raise ValueError(f"{text!r} is not a valid quantity")
+        token = match.group().strip()
+        depth += token == "("
+        depth -= token == ")"
+        if depth < 0:
+            raise ValueError(f"{text!r} is not a valid quantity (unbalanced parentheses)")
+        pos = match.end()
+    if depth:
+        raise ValueError(f"{text!r} is not a valid quantity (unbalanced parentheses)")
 
 
-def _parse(text: str, what: str) -> pint.Quantity:
-    """Parse ``"<number> <units>"`` (or bare units/number) into a pint Quantity."""
-    if len(text) > _MAX_LEN:
-        raise ValueError(f"{what}: string too long ({len(text)} > {_MAX_LEN} characters)")
-    ureg = get_ureg()
-    match = _QUANTITY_RE.match(text)
-    magnitude, unit = (float(match[1]), match[2]) if match else (1.0, text.strip())
-    if not unit and not match:
-        raise ValueError(f"{what}: empty string is not a quantity")
-    if _CHAINED_POWER_RE.search(unit) or _LONG_DIGITS_RE.search(unit):
-        raise ValueError(f"{what}: {text!r} is not a valid quantity")
+def parse(text: str) -> pint.Quantity:
+    """``"<number> <units>"`` (either part may be left out) as a pint Quantity.
+
+    Raises ValueError with a one-line reason; the cost is bounded for any input.
+    """
+    if len(text) > MAX_LENGTH:
+        raise ValueError(f"string too long ({len(text)} > {MAX_LENGTH} characters)")
+    match = _QUANTITY.match(text)
+    assert match is not None  # the pattern matches any string
+    number, units = match[1], match[2]
+    if number is None and not units:
+        raise ValueError("empty string is not a quantity")
+    magnitude = float(number) if number is not None else 1.0
     if not math.isfinite(magnitude):
-        raise ValueError(f"{what}: {text!r} is not a finite number")
+        raise ValueError(f"{text!r} is not a finite number")
+    _check_units(units, text)
     try:
-        return ureg.Quantity(magnitude, unit or "dimensionless")
+        return get_ureg().Quantity(magnitude, units or "dimensionless")
     except Exception as exc:  # pint raises many different exception types
-        raise ValueError(
-            f"{what}: cannot parse {text!r} as a quantity ({_one_line(exc)})"
-        ) from None
+        raise ValueError(f"cannot parse {text!r} as a quantity ({_one_line(exc)})") from None
 
 
-def to_seconds(value: float | int | str) -> float:
-    """Convert a duration to seconds: numbers are seconds, strings like "2 h" use pint."""
+def _finite(value: float, text: object) -> float:
+    if not math.isfinite(value):
+        raise ValueError(f"{text!r} is not a finite number")
+    return value
+
+
+def to_seconds(value: Any) -> float:
+    """A duration in seconds: numbers are seconds, strings such as ``"2 h"`` use pint."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"expected a number or a string with units, got {value!r}")
     if not isinstance(value, str):
-        if not isinstance(value, int | float):
-            raise ValueError(f"duration: expected a number or a string, got {value!r}")
-        return _check_number(value, "duration")
-    qty = _parse(value, "duration")
+        return _finite(float(value), value)
+    qty = parse(value)
     if qty.dimensionless:
-        return _check_number(float(qty.to("dimensionless").magnitude), "duration")
+        return _finite(float(qty.to("dimensionless").magnitude), value)
     if qty.dimensionality != get_ureg().second.dimensionality:
-        raise ValueError(f"duration: {value!r} is not a time (dimension {qty.dimensionality})")
-    return _check_number(float(qty.to("s").magnitude), "duration")
+        raise ValueError(f"{value!r} is not a time (dimension {qty.dimensionality})")
+    return _finite(float(qty.to("s").magnitude), value)
 
 
-def parse_quantity(value: Any, units: str | None) -> float:
-    """Return the magnitude of ``value`` in ``units``; plain numbers are taken as in ``units``."""
-    what = f"quantity in {units!r}" if units else "dimensionless quantity"
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return _check_number(value, what)
-    if isinstance(value, str):
-        qty = _parse(value, what)
-        if qty.dimensionless and units:
-            return _check_number(float(qty.to("dimensionless").magnitude), what)
-    elif hasattr(value, "to") and hasattr(value, "magnitude"):
-        qty = value
-    else:
-        raise ValueError(f"{what}: expected a number or a string with units, got {value!r}")
+def magnitude_in(value: Any, units: str | None) -> float:
+    """``value`` (a number or a string such as ``"1 ms"``) as a float in ``units``.
+
+    Plain numbers, and strings without units, are taken as already in ``units`` (and may
+    be NaN or infinite: callers check). Raises ValueError with a one-line reason.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"got bool {value!r}")
+    if isinstance(value, int | float):
+        return float(value)
+    if not isinstance(value, str):
+        raise ValueError(f"got {type(value).__name__} {value!r}")
+    text = value.strip()
+    if len(text) <= MAX_LENGTH:
+        try:
+            return float(text)
+        except ValueError:
+            pass
     try:
-        out = qty.to(units or "dimensionless").magnitude
-    except Exception as exc:
-        raise ValueError(f"{what}: cannot convert {value!r} ({_one_line(exc)})") from None
-    return _check_number(float(out), what)
+        quantity = parse(text)
+    except ValueError as exc:
+        if "too long" in str(exc):
+            raise
+        raise ValueError(f"cannot read {value!r} as a quantity") from None
+    if quantity.unitless:
+        return float(quantity.magnitude)
+    if units is None:
+        raise ValueError(f"{value!r} has units")
+    try:
+        return float(quantity.to(units).magnitude)
+    except Exception:
+        raise ValueError(f"{value!r} cannot be converted to {units}") from None
 
 
 def _cf_symbol(name: str) -> str:
@@ -117,11 +154,12 @@ def _cf_symbol(name: str) -> str:
 def cf_units(units: str | None) -> str:
     """Map a pint unit string to a CF/UDUNITS-compatible one ("second" -> "s", None -> "1").
 
-    Strings pint cannot parse are returned unchanged (stripped).
+    Strings that are not valid units are returned unchanged (stripped).
     """
     if units is None or not units.strip():
         return "1"
     try:
+        _check_units(units.strip(), units)
         unit = get_ureg().Unit(units.strip())
     except Exception:
         return units.strip()

@@ -15,8 +15,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from drivers._units import to_seconds
 from tomato_cli.rpc import RpcError
+from tomato_cli.units import to_seconds
 
 log = logging.getLogger("drivers.scpi")
 

@@ -148,7 +148,7 @@ def test_units_of() -> None:
             "known: choice, max, min, param",
         ),
         ("count", {}, 0.0001, "sampling_interval 0.0001 s is below the minimum 0.001 s"),
-        ("count", {}, "fast", "invalid sampling_interval: cannot read 'fast'"),
+        ("count", {}, "fast", "invalid sampling_interval: cannot parse 'fast' as a quantity"),
         ("count", [1], 0.1, "task_params must be a mapping"),
     ],
 )

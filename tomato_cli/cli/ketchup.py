@@ -85,18 +85,19 @@ def cancel(ctx: typer.Context, jobids: list[int] = typer.Argument(..., help="Job
 @app.command()
 def snapshot(ctx: typer.Context, jobid: int):
     """Write an up-to-date snapshot.<jobid>.nc into the current directory."""
-    from flows.results import write_job_results
+    from tomato_cli.models.context import JobContext
+    from tomato_cli.store.results import write_job_results
 
     opts: Common = ctx.obj
     reply = ask(opts, "job_context", jobid=jobid)
     if not reply.success:
         emit(opts, reply)
-    job = reply.data["job"]
-    if job["status"] in ("q", "qw"):
-        fail(opts, f"job {jobid} has not started yet (status {job['status']})")
+    context = JobContext.model_validate(reply.data)
+    if context.job.status in ("q", "qw"):
+        fail(opts, f"job {jobid} has not started yet (status {context.job.status})")
     path = Path.cwd() / f"snapshot.{jobid}.nc"
     try:
-        write_job_results(reply.data, path)
+        write_job_results(context, path)
     except OSError as exc:
         fail(opts, f"cannot write {path}: {exc}")
     emit(opts, Reply(True, f"wrote {path}", {"path": str(path)}))

@@ -8,7 +8,6 @@ It talks back on its stdout: ``ready`` once imported, ``done <jobid>`` after eac
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import subprocess
@@ -17,7 +16,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+from tomato_cli.models.context import JobContext
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +104,10 @@ class JobLauncher:
             if not any(self._free(r) for r in self.runners):
                 self._spawn()
 
-    def launch(self, context: dict[str, Any]) -> int:
+    def launch(self, context: JobContext) -> int:
         """Hand a job to the least busy runner with room (or a new one); returns its pid."""
-        jobid = int(context["jobid"])
-        line = (json.dumps(context) + "\n").encode()
+        jobid = context.jobid
+        line = (context.model_dump_json() + "\n").encode()
         while True:
             with self.lock:
                 free = [r for r in self.runners if self._free(r)]

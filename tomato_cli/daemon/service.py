@@ -19,7 +19,6 @@ from tomato_cli.daemon.outputs import result_path, snapshot_path
 from tomato_cli.daemon.processes import alive
 from tomato_cli.daemon.state import PipelineState, StateStore, now
 from tomato_cli.models import (
-    Component,
     ConfigError,
     Job,
     PayloadError,
@@ -29,6 +28,7 @@ from tomato_cli.models import (
     load_settings,
     parse_payload,
 )
+from tomato_cli.models.context import JobContext, RoleComponent
 from tomato_cli.models.job import CANCEL_FILE, FINAL_FILE, FINAL_STATUSES, read_final
 from tomato_cli.orchestration.server import PrefectTarget, embedded_target
 from tomato_cli.rpc import Reply, RpcError, RpcServer, Unreachable, free_port
@@ -409,24 +409,24 @@ class Daemon:
         job = self.state.job(jobid)
         if job is None:
             raise RpcError(f"job {jobid} does not exist")
-        return Reply(True, "", self._context(job))
+        return Reply(True, "", self._context(job).model_dump(mode="json"))
 
-    def _context(self, job: Job) -> dict[str, Any]:
-        components: dict[str, Any] = {}
+    def _context(self, job: Job) -> JobContext:
+        components: dict[str, RoleComponent] = {}
         if job.pipeline:
             pip = self.state.pipelines().get(job.pipeline)
             for comp in pip.components if pip else []:
                 comp = comp.model_copy(update={"capabilities": self.drivers.capabilities_of(comp)})
-                components[comp.role] = {
-                    "component": comp.model_dump(mode="json"),
-                    "driver_port": self.drivers.port_of(comp.driver),
-                }
-        return {
-            "jobid": job.id,
-            "daemon_port": self.port,
-            "job": job.model_dump(mode="json"),
-            "components": components,
-        }
+                components[comp.role] = RoleComponent(
+                    component=comp, driver_port=self.drivers.port_of(comp.driver)
+                )
+        return JobContext(
+            jobid=job.id,
+            daemon_port=self.port,
+            job=job,
+            components=components,
+            flow_run_id=job.flow_run_id,
+        )
 
     def cmd_driver_port(self, driver: str) -> Reply:
         port = self.drivers.port_of(driver)
@@ -553,9 +553,7 @@ class Daemon:
             job.status, job.pipeline, job.launched_at = "r", pip.name, now()
             self.state.save_job(job, db)
         self.state.set_prefect_status(job.id, "r")  # Prefect's engine writes Running itself
-        context = self._context(job)
-        context["flow_run_id"] = job.flow_run_id
-        job.pid = self.launcher.launch(context)
+        job.pid = self.launcher.launch(self._context(job))
         self.state.save_job(job)
         self.bridge.mark_slots_dirty()
         log.info("job %s started on %s (runner pid %s)", job.id, pip.name, job.pid)
@@ -618,13 +616,13 @@ class Daemon:
         threading.Thread(target=self._write_recovered, args=(fresh,), daemon=True).start()
         self.bridge.wake.set()
 
-    def _salvage(self, job: Job, context: dict[str, Any]) -> None:
+    def _salvage(self, job: Job, context: JobContext) -> None:
         """Stop the dead job's tasks on the hardware; store what the drivers still buffer."""
         from tomato_cli.store import JobStore
 
         with JobStore(Path(job.jobpath)) as store:
-            for role, entry in context["components"].items():
-                comp = Component.model_validate(entry["component"])
+            for role, entry in context.components.items():
+                comp = entry.component
                 try:
                     self.drivers.call(comp.driver, "task_stop", key=comp.key)
                     data = self.drivers.call(comp.driver, "task_data", key=comp.key).data or {}
@@ -635,12 +633,12 @@ class Daemon:
                     log.warning("job %s: could not salvage %s: %s", job.id, comp.name, exc)
 
     def _write_recovered(self, job: Job) -> None:
-        from flows.results import write_final_results
+        from tomato_cli.store.results import write_final_results
 
         try:
             context = self._context(job)
             self._salvage(job, context)
-            path, problem = write_final_results(context, job)
+            path, problem = write_final_results(context)
             log.info("job %s: recovered results written to %s", job.id, path)
             if problem:
                 with self.lock:

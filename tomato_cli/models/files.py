@@ -101,8 +101,3 @@ def format_error(exc: ValidationError, data: Any = None) -> str:
         msg = "unknown field (not allowed here)"
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return one_line(f"{loc}: {msg}{more}" if loc else f"{msg}{more}")
-
-
-def first_error(exc: ValidationError) -> str:
-    """Like :func:`format_error` without entry names (kept for existing callers)."""
-    return format_error(exc)

@@ -29,10 +29,7 @@ def _seconds(value: Any) -> Any:
     """Numbers are seconds; strings such as "10 s" or "2 h" are converted with pint."""
     if value is None or isinstance(value, bool):
         return value
-    try:
-        return to_seconds(value)
-    except ValueError as exc:
-        raise ValueError(str(exc).removeprefix("duration: ")) from None
+    return to_seconds(value)
 
 
 def _bounded(value: float | None, low: float = 0.0) -> float | None:

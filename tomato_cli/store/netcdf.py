@@ -20,18 +20,9 @@ from pathlib import Path
 import netCDF4
 import numpy as np
 
+from tomato_cli.units import cf_units
+
 from .jobstore import JobStore, RoleData, check_role
-
-try:
-    from tomato_cli.units import cf_units
-except ImportError:  # pragma: no cover - fallback until tomato_cli.units exists
-
-    def cf_units(units: str | None) -> str:
-        """Map a pint unit string to a UDUNITS string (minimal fallback)."""
-        if units is None or units.strip() in ("", "dimensionless"):
-            return "1"
-        return units.strip().replace("**", "^")
-
 
 UTS_ATTRS = {
     "units": "seconds since 1970-01-01T00:00:00+00:00",

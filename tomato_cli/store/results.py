@@ -1,37 +1,40 @@
-"""Writes a job's NetCDF file (final results or snapshot) from its append-only store."""
+"""A job's NetCDF file (final results or snapshot), written from its append-only store."""
 
 from __future__ import annotations
 
 import logging
 import shutil
 from pathlib import Path
-from typing import Any
 
 from tomato_cli import __version__
-from tomato_cli.models import Component, Job
-from tomato_cli.store import JobStore, write_results
+from tomato_cli.models.context import JobContext
+from tomato_cli.models.job import Job
+from tomato_cli.store.jobstore import JobStore
+from tomato_cli.store.netcdf import write_results
 
 log = logging.getLogger(__name__)
 
 FULL_BELOW_BYTES = 1 << 20
 
 
-def write_job_results(context: dict[str, Any], path: Path, job: Job | None = None) -> Path:
-    """Write ``path`` from the store in the job folder; safe while the job still writes."""
-    job = job or Job.model_validate(context["job"])
-    components = {
-        role: Component.model_validate(entry["component"]).model_dump_json()
-        for role, entry in context["components"].items()
-    }
+def write_job_results(context: JobContext, path: Path, job: Job | None = None) -> Path:
+    """Write ``path`` from the store in the job folder; safe while the job still writes.
+
+    ``job`` overrides the context's copy (the daemon passes the job as it ended).
+    """
+    job = job or context.job
     with JobStore(Path(job.jobpath), durable=False) as store:
-        return write_results(path, store, job.model_dump_json(), components, __version__)
+        return write_results(
+            path, store, job.model_dump_json(), context.component_json(), __version__
+        )
 
 
-def write_final_results(context: dict[str, Any], job: Job) -> tuple[Path, str | None]:
+def write_final_results(context: JobContext, job: Job | None = None) -> tuple[Path, str | None]:
     """The final NetCDF at the job's result path, or in the job folder if that fails.
 
     Returns where it was written and, if the result path could not be used, why.
     """
+    job = job or context.job
     try:
         return write_job_results(context, Path(job.respath), job), None
     except OSError as exc:
