@@ -10,6 +10,7 @@ from tomato_cli.units import magnitude_in, to_seconds
 
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
+_TYPES: dict[str, type] = {"float": float, "int": int, "str": str, "bool": bool}
 
 
 class AttrError(ValueError):
@@ -97,6 +98,68 @@ class Attr:
             "status": self.status,
         }
 
+    @classmethod
+    def from_description(cls, desc: dict[str, Any]) -> Attr:
+        """The attribute :meth:`describe` described (unknown types are taken as str)."""
+        options = desc.get("options")
+        return cls(
+            type=_TYPES.get(str(desc.get("type")), str),
+            units=desc.get("units"),
+            minimum=desc.get("minimum"),
+            maximum=desc.get("maximum"),
+            options=tuple(options) if options is not None else None,
+            rw=bool(desc.get("rw")),
+            status=bool(desc.get("status")),
+        )
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """What a component offers: techniques, attributes and its shortest sampling interval.
+
+    The driver host sends it when a component is registered, so that the daemon checks
+    users' tasks and attribute values itself: a bad value never reaches a driver host that
+    serves other jobs.
+    """
+
+    driver: str
+    techniques: frozenset[str]
+    attrs: dict[str, Attr]
+    min_sampling_interval: float
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "driver": self.driver,
+            "techniques": sorted(self.techniques),
+            "attrs": {name: attr.describe() for name, attr in self.attrs.items()},
+            "min_sampling_interval": self.min_sampling_interval,
+        }
+
+    @classmethod
+    def from_description(cls, desc: dict[str, Any]) -> ComponentSpec:
+        return cls(
+            driver=str(desc["driver"]),
+            techniques=frozenset(desc["techniques"]),
+            attrs={n: Attr.from_description(a) for n, a in desc["attrs"].items()},
+            min_sampling_interval=float(desc["min_sampling_interval"]),
+        )
+
+    def check_task(self, technique: str, params: dict[str, Any] | None, interval: Any) -> None:
+        """Raise :class:`TaskError` (one line) unless this component can run the task."""
+        check_task(
+            self.driver,
+            set(self.techniques),
+            self.attrs,
+            technique,
+            params,
+            interval,
+            self.min_sampling_interval,
+        )
+
+    def check_attr(self, name: str, value: Any) -> Any:
+        """``value`` coerced for settable attribute ``name``; raise :class:`AttrError`."""
+        return check_settable(self.attrs, name, value)
+
 
 class ComponentBase:
     """One addressable channel of a device.
@@ -140,24 +203,14 @@ class ComponentBase:
         """Fixed facts about this component."""
         return {"address": self.address, "channel": self.channel}
 
-    def _attr(self, name: str) -> Attr:
-        attrs = self.attrs()
-        if name not in attrs:
-            known = ", ".join(sorted(attrs)) or "none"
-            raise AttrError(f"unknown attr {name!r}; known: {known}")
-        return attrs[name]
-
     def get_attr(self, name: str) -> Any:
         """The current value of attribute ``name``."""
-        self._attr(name)
+        known_attr(self.attrs(), name)
         return self._values.get(name)
 
     def check_attr(self, name: str, value: Any) -> Any:
         """``value`` validated for settable attribute ``name``; nothing changes."""
-        attr = self._attr(name)
-        if not attr.rw:
-            raise AttrError(f"attr {name!r} is read-only")
-        return attr.coerce(name, value)
+        return check_settable(self.attrs(), name, value)
 
     def set_attr(self, name: str, value: Any) -> Any:
         """Validate and set attribute ``name``; return the stored value."""
@@ -229,6 +282,15 @@ class DriverBase:
     def close(self) -> None:
         """Release instrument connections when the driver host stops (default: nothing)."""
 
+    def spec_of(self, component: ComponentBase) -> ComponentSpec:
+        """What ``component`` offers (see :class:`ComponentSpec`)."""
+        return ComponentSpec(
+            self.name,
+            frozenset(component.capabilities()),
+            component.attrs(),
+            self.min_sampling_interval,
+        )
+
     @classmethod
     def validate_task(
         cls, technique: str, params: dict[str, Any] | None, sampling_interval: Any
@@ -244,6 +306,22 @@ class DriverBase:
             sampling_interval,
             cls.min_sampling_interval,
         )
+
+
+def known_attr(attrs: dict[str, Attr], name: str) -> Attr:
+    """The declared attribute ``name``; :class:`AttrError` naming the known ones if absent."""
+    if name not in attrs:
+        known = ", ".join(sorted(attrs)) or "none"
+        raise AttrError(f"unknown attr {name!r}; known: {known}")
+    return attrs[name]
+
+
+def check_settable(attrs: dict[str, Attr], name: str, value: Any) -> Any:
+    """``value`` coerced for settable attribute ``name``; raise :class:`AttrError`."""
+    attr = known_attr(attrs, name)
+    if not attr.rw:
+        raise AttrError(f"attr {name!r} is read-only")
+    return attr.coerce(name, value)
 
 
 def check_task(

@@ -2,7 +2,7 @@
 
 Run as ``python -m drivers.host --driver NAME --port PORT [--settings JSON]
 [--logfile PATH]``. Components are named by key ``"<address>,<channel>"``. Each running
-task samples in its own thread (see :mod:`drivers.runner` for the schedule and the
+task samples in its own thread (see :mod:`drivers.sampler` for the schedule and the
 sample-count rule); samples stay buffered until ``task_data`` collects them.
 
 ``set_attr`` is allowed while a task runs on the component (the change shows up in the
@@ -25,7 +25,7 @@ from typing import Any
 
 from drivers.base import AttrError, ComponentBase, DriverBase, TaskError
 from drivers.registry import load_driver
-from drivers.runner import DEFAULT_BUFFER_LIMIT, TaskRunner
+from drivers.sampler import DEFAULT_BUFFER_LIMIT, Sampler
 from tomato_cli.rpc import LOOPBACK, Reply, RpcError, RpcServer
 from tomato_cli.units import to_seconds
 
@@ -45,8 +45,10 @@ class DriverHost:
         self.debug_commands = debug_commands
         self.components: dict[str, ComponentBase] = {}
         self.locks: dict[str, threading.RLock] = {}
-        self.tasks: dict[str, TaskRunner] = {}
-        self.gate = threading.Lock()
+        self.tasks: dict[str, Sampler] = {}
+        # every command and every sample passes through this lock; only the fault
+        # injection command debug_hang holds it, so that the host looks hung
+        self.hang_lock = threading.Lock()
         self.state_lock = threading.RLock()
         self.stopping = threading.Event()
         self.buffer_limit = int(driver.settings.get("buffer_limit", DEFAULT_BUFFER_LIMIT))
@@ -82,7 +84,7 @@ class DriverHost:
         func = self._commands.get(cmd)
         if func is None:
             return Reply(False, f"unknown command {cmd!r} for driver host {self.driver.name!r}")
-        with self.gate:
+        with self.hang_lock:
             pass
         try:
             data = func(**args)
@@ -102,7 +104,7 @@ class DriverHost:
             raise RpcError(f"unknown component {key!r}; registered: {known}")
         return comp
 
-    def _runner(self, key: str) -> TaskRunner | None:
+    def _sampler(self, key: str) -> Sampler | None:
         self._component(key)
         return self.tasks.get(key)
 
@@ -131,7 +133,14 @@ class DriverHost:
                 self.locks.setdefault(key, threading.RLock())
                 log.info("%s component %s", "re-registered" if replaced else "registered", key)
             keys = [component_key(i["address"], i["channel"]) for i in components]
-            return {k: {"capabilities": sorted(self.components[k].capabilities())} for k in keys}
+            return {k: self._offer(self.components[k]) for k in keys}
+
+    def _offer(self, comp: ComponentBase) -> dict[str, Any]:
+        """What a registered component offers: its capabilities and its full spec."""
+        return {
+            "capabilities": sorted(comp.capabilities()),
+            "spec": self.driver.spec_of(comp).describe(),
+        }
 
     def _needs_component(self, key: str, options: dict[str, Any]) -> bool:
         """True if ``key`` is new, or idle with different options (then it is replaced)."""
@@ -140,16 +149,16 @@ class DriverHost:
             return True
         if getattr(comp, "options", {}) == options:
             return False
-        runner = self.tasks.get(key)
-        return runner is None or not runner.running
+        sampler = self.tasks.get(key)
+        return sampler is None or not sampler.running
 
     def cmd_deregister(self, keys: list[str]) -> list[str]:
         removed = []
         with self.state_lock:
             for key in keys:
                 if key in self.components:
-                    if (runner := self.tasks.pop(key, None)) is not None:
-                        runner.stop()
+                    if (sampler := self.tasks.pop(key, None)) is not None:
+                        sampler.stop()
                     del self.components[key]
                     self.locks.pop(key, None)
                     removed.append(key)
@@ -161,8 +170,8 @@ class DriverHost:
 
     def cmd_status(self, key: str) -> dict[str, Any]:
         comp = self._component(key)
-        runner = self.tasks.get(key)
-        running = runner is not None and runner.running
+        sampler = self.tasks.get(key)
+        running = sampler is not None and sampler.running
         attrs = comp.attrs()
         shown = [n for n, a in attrs.items() if a.status] or list(attrs)
         with self.locks[key]:
@@ -171,8 +180,8 @@ class DriverHost:
         return {
             "key": key,
             "running": running,
-            "technique": runner.technique if running and runner else None,
-            "error": runner.error if runner else None,
+            "technique": sampler.technique if running and sampler else None,
+            "error": sampler.error if sampler else None,
             "attrs": values,
             "idle": idle,
         }
@@ -200,8 +209,8 @@ class DriverHost:
 
     def cmd_reset(self, key: str) -> dict[str, Any]:
         comp = self._component(key)
-        if (runner := self.tasks.get(key)) is not None:
-            runner.stop()
+        if (sampler := self.tasks.get(key)) is not None:
+            sampler.stop()
         with self.locks[key]:
             comp.reset()
         log.info("reset %s", key)
@@ -241,18 +250,18 @@ class DriverHost:
                 log.warning(
                     "%s: new task discards %d uncollected samples", key, old.status()["buffered"]
                 )
-            runner = TaskRunner(
+            sampler = Sampler(
                 key,
                 comp,
                 technique_name,
                 duration,
                 interval,
-                self.gate,
+                self.hang_lock,
                 self.locks[key],
                 buffer_limit=self.buffer_limit,
             )
-            self.tasks[key] = runner
-            runner.start()
+            self.tasks[key] = sampler
+            sampler.start()
         log.info(
             "task_start %s %s %g s every %g s params=%r",
             key,
@@ -261,11 +270,11 @@ class DriverHost:
             interval,
             params,
         )
-        return runner.status()
+        return sampler.status()
 
     def cmd_task_status(self, key: str) -> dict[str, Any]:
-        runner = self._runner(key)
-        if runner is None:
+        sampler = self._sampler(key)
+        if sampler is None:
             return {
                 "running": False,
                 "done": False,
@@ -273,14 +282,14 @@ class DriverHost:
                 "started_at": None,
                 "samples": 0,
             }
-        return runner.status()
+        return sampler.status()
 
     def cmd_task_data(self, key: str) -> dict[str, Any]:
-        runner = self._runner(key)
+        sampler = self._sampler(key)
         comp = self.components[key]
-        if runner is None:
+        if sampler is None:
             return {"uts": [], "data": {}, "units": {}}
-        uts, rows = runner.drain()
+        uts, rows = sampler.drain()
         names: dict[str, None] = {}
         for row in rows:
             names.update(dict.fromkeys(row))
@@ -288,17 +297,17 @@ class DriverHost:
         return {"uts": uts, "data": data, "units": {name: comp.units_of(name) for name in names}}
 
     def cmd_task_stop(self, key: str) -> dict[str, Any]:
-        runner = self._runner(key)
-        if runner is None:
+        sampler = self._sampler(key)
+        if sampler is None:
             return self.cmd_task_status(key)
-        runner.stop()
+        sampler.stop()
         log.info("task_stop %s", key)
-        return runner.status()
+        return sampler.status()
 
     def stop_all(self) -> None:
         """Stop every running task."""
-        for runner in list(self.tasks.values()):
-            runner.stop()
+        for sampler in list(self.tasks.values()):
+            sampler.stop()
 
     def cmd_shutdown(self) -> str:
         log.info("shutdown requested")
@@ -316,7 +325,7 @@ class DriverHost:
         held = threading.Event()
 
         def hang() -> None:
-            with self.gate:
+            with self.hang_lock:
                 held.set()
                 log.warning("debug_hang: blocking for %g s", seconds)
                 time.sleep(float(seconds))

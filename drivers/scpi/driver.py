@@ -18,7 +18,15 @@ import re
 import weakref
 from typing import Any, ClassVar
 
-from drivers.base import Attr, AttrError, ComponentBase, DriverBase, TaskError, check_task
+from drivers.base import (
+    Attr,
+    AttrError,
+    ComponentBase,
+    DriverBase,
+    TaskError,
+    check_task,
+    known_attr,
+)
 from drivers.scpi.connection import Connection, InstrumentError, ResourceManagers, VisaSettings
 from drivers.scpi.description import AttrSpec, Description, available, load_description
 
@@ -72,7 +80,7 @@ class ScpiComponent(ComponentBase):
 
     # -- attrs ------------------------------------------------------------------------
     def get_attr(self, name: str) -> Any:
-        self._attr(name)
+        known_attr(self.attrs(), name)
         spec = self.description.attrs[name]
         if spec.query is None:
             return self._values.get(name)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from drivers.base import ComponentSpec
 from drivers.client import DriverClient, DriverError
 from drivers.example_counter import ExampleCounterDriver
 from drivers.host import DriverHost
@@ -67,8 +68,11 @@ def host(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, DriverClient]]:
 def test_counter_task_fidelity(host: tuple[subprocess.Popen, DriverClient]) -> None:
     proc, client = host
     reg = client.call("register", components=[{"address": "example-addr", "channel": "1"}])
-    assert reg == {"example-addr,1": {"capabilities": ["count", "random"]}}
     key = "example-addr,1"
+    assert list(reg) == [key] and reg[key]["capabilities"] == ["count", "random"]
+    spec = ComponentSpec.from_description(reg[key]["spec"])
+    assert spec.techniques == {"count", "random"} and spec.attrs["param"].units == "s"
+    assert spec.describe() == reg[key]["spec"]
     assert client.call("register", components=[{"address": "example-addr", "channel": 1}]) == reg
     assert client.call("hello")["components"] == [key]
 

@@ -27,11 +27,11 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Prefect call is noise
-    from tomato_cli.daemon.service import Daemon
+    from tomato_cli.daemon.daemon import Daemon
 
     try:
-        daemon = Daemon(args.port, args.appdir, args.settings, args.verbosity)
-        signal.signal(signal.SIGTERM, lambda *_: daemon.cmd_stop(mode="leave"))
+        daemon = Daemon(args.port, args.appdir, args.settings)
+        signal.signal(signal.SIGTERM, lambda *_: daemon.api.cmd_stop(mode="leave"))
         daemon.serve()
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)

@@ -32,6 +32,11 @@ CREATE TABLE IF NOT EXISTS jobs (
     job TEXT NOT NULL,
     prefect_status TEXT
 );
+CREATE TABLE IF NOT EXISTS launches (
+    jobid INTEGER PRIMARY KEY,
+    grant_token TEXT NOT NULL,
+    lease_id TEXT
+);
 CREATE TABLE IF NOT EXISTS drivers (
     name TEXT PRIMARY KEY,
     port INTEGER NOT NULL,
@@ -161,6 +166,14 @@ class StateStore:
             with self.transaction() as tx:
                 tx.execute(sql, params)
 
+    def job_status(self, jobid: int, db: sqlite3.Connection | None = None) -> str | None:
+        """The stored status of a job (None for an unknown job or one being submitted)."""
+        with self.lock:
+            row = (db or self.db).execute(
+                "SELECT status FROM jobs WHERE id=? AND job != '{}'", (jobid,)
+            ).fetchone()
+        return row[0] if row else None
+
     def job(self, jobid: int) -> Job | None:
         with self.lock:
             row = self.db.execute("SELECT job FROM jobs WHERE id=?", (jobid,)).fetchone()
@@ -201,17 +214,28 @@ class StateStore:
             ).fetchall()
         return [(Job.model_validate_json(r[0]), r[1]) for r in rows]
 
-    def prefect_status(self, jobid: int) -> str | None:
-        with self.lock:
-            row = self.db.execute("SELECT prefect_status FROM jobs WHERE id=?", (jobid,)).fetchone()
-        return row[0] if row else None
-
     def set_prefect_status(self, jobid: int, status: str | None) -> None:
         with self.transaction() as db:
             db.execute("UPDATE jobs SET prefect_status=? WHERE id=?", (status, jobid))
 
+    # launches: the gate's grant of a pipeline to one start of a job's flow run
+    def save_launch(self, jobid: int, grant: str, db: sqlite3.Connection | None = None) -> None:
+        sql = "INSERT OR REPLACE INTO launches (jobid, grant_token) VALUES (?, ?)"
+        if db is not None:
+            db.execute(sql, (jobid, grant))
+        else:
+            with self.transaction() as tx:
+                tx.execute(sql, (jobid, grant))
+
+    def grant_of(self, jobid: int) -> str | None:
+        with self.lock:
+            row = self.db.execute(
+                "SELECT grant_token FROM launches WHERE jobid=?", (jobid,)
+            ).fetchone()
+        return row[0] if row else None
+
     # drivers
-    def drivers(self) -> dict[str, DriverRecord]:
+    def driver_records(self) -> dict[str, DriverRecord]:
         with self.lock:
             rows = self.db.execute("SELECT name, port, pid, restarts FROM drivers").fetchall()
         return {r[0]: DriverRecord(*r) for r in rows}

@@ -13,7 +13,13 @@ from tomato_cli.models.devices import (
     load_devices,
 )
 from tomato_cli.models.errors import ConfigError, PayloadError
-from tomato_cli.models.job import FINAL_STATUSES, Job, JobStatus
+from tomato_cli.models.job import (
+    FINAL_STATUSES,
+    LIVE_STATUSES,
+    WAITING_STATUSES,
+    Job,
+    JobStatus,
+)
 from tomato_cli.models.payload import (
     Output,
     Payload,
@@ -39,6 +45,8 @@ from tomato_cli.models.upgrade import upgrade as upgrade_payload
 
 __all__ = [
     "FINAL_STATUSES",
+    "LIVE_STATUSES",
+    "WAITING_STATUSES",
     "SETTINGS_FILE",
     "Component",
     "ConfigError",

@@ -12,14 +12,20 @@ from pydantic import BaseModel
 
 from tomato_cli.models.payload import Payload
 
-JobStatus = Literal["q", "qw", "r", "rd", "c", "ce", "cd"]
+JobStatus = Literal["q", "qw", "r", "rp", "rd", "c", "ce", "cd"]
+WAITING_STATUSES: Final[tuple[JobStatus, ...]] = ("q", "qw")
+LIVE_STATUSES: Final[tuple[JobStatus, ...]] = ("r", "rp", "rd")  # a flow run is at work
 FINAL_STATUSES: Final[tuple[JobStatus, ...]] = ("c", "ce", "cd")
-# a job's flow run leaves its final status here, in the job folder, before it reports it
+
+# The job folder is the mailbox between the daemon and a running job, so that nothing is
+# lost while either is away. The job looks for the daemon's files twice a second (a stat,
+# where asking the daemon cost hundreds of RPCs a second with hundreds of jobs).
+# the job's flow run leaves its final status here before it reports it
 FINAL_FILE: Final = "final.json"
-# written into a running job's folder by the daemon when the job is to be cancelled: the
-# job looks for it twice a second (a stat, where asking the daemon cost hundreds of RPCs a
-# second with hundreds of jobs), and it survives a daemon restart
+# the daemon asks the job to stop (with the status it is to end with and why)
 CANCEL_FILE: Final = "cancel"
+# the daemon asks the job to pause while this file exists
+PAUSE_FILE: Final = "pause"
 
 
 class Job(BaseModel):
@@ -54,6 +60,29 @@ def write_final(jobdir: Path, status: str, error: str | None) -> None:
     partial = path.with_suffix(".partial")
     partial.write_text(json.dumps({"status": status, "error": error}))
     os.replace(partial, path)
+
+
+def write_cancel(jobdir: Path, end_as: str, reason: str) -> None:
+    """Ask the job to stop and end as ``end_as`` (``cd``, or ``ce`` for a failure forced
+    from Prefect); written whole by rename, like the final word."""
+    jobdir.mkdir(parents=True, exist_ok=True)  # it may not have begun yet
+    path = jobdir / CANCEL_FILE
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps({"status": end_as, "reason": reason}))
+    os.replace(partial, path)
+
+
+def read_cancel(jobdir: Path) -> tuple[str, str] | None:
+    """(end status, reason) if the daemon asked the job to stop, else None."""
+    try:
+        text = (jobdir / CANCEL_FILE).read_text()
+    except OSError:
+        return None
+    try:
+        data = json.loads(text)
+        return str(data["status"]), str(data["reason"])
+    except (ValueError, KeyError, TypeError):
+        return "cd", text.strip() or "cancelled"  # a cancel file of an older version
 
 
 def read_final(jobdir: Path) -> dict[str, Any] | None:

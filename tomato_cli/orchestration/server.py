@@ -1,7 +1,9 @@
-"""Lifecycle of the embedded Prefect server: one per daemon, SQLite in the datadir."""
+"""Where the Prefect API is, and the embedded server's process: one per daemon, SQLite in
+the datadir."""
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -10,7 +12,10 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from tomato_cli.processes import alive, kill
 from tomato_cli.rpc import LOOPBACK
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -47,9 +52,12 @@ class PrefectTarget:
         return env
 
 
-def embedded_target(datadir: Path, port: int) -> PrefectTarget:
+def embedded_target(datadir: Path, port: int, auth_string: str | None = None) -> PrefectTarget:
     return PrefectTarget(
-        api_url=f"http://{LOOPBACK}:{port}/api", embedded=True, home=datadir / f"prefect-{port}"
+        api_url=f"http://{LOOPBACK}:{port}/api",
+        embedded=True,
+        home=datadir / f"prefect-{port}",
+        auth_string=auth_string,
     )
 
 
@@ -133,3 +141,51 @@ def wait_healthy(target: PrefectTarget, timeout: float = 120.0, proc=None) -> bo
             return False
         time.sleep(0.25)
     return False
+
+
+class EmbeddedServer:
+    """The daemon's own Prefect server process: started, adopted after a daemon restart,
+    restarted when it dies or hangs, and stopped."""
+
+    def __init__(self, target: PrefectTarget, port: int, logfile: Path) -> None:
+        assert target.embedded and target.home is not None
+        self.target = target
+        self.port = port
+        self.logfile = logfile
+        self.proc: subprocess.Popen | None = None
+        self.pidfile = target.home / "server.pid"
+
+    def ensure(self) -> str | None:
+        """Make the server healthy; None when it is, else why not."""
+        if is_healthy(self.target):
+            return None
+        if self.proc is None or self.proc.poll() is not None:
+            old = _read_pid(self.pidfile)
+            if old and alive(old):
+                # a server of ours from before a daemon restart, still starting up
+                if wait_healthy(self.target, timeout=60):
+                    return None
+                kill(old)
+            log.info("starting embedded Prefect server on port %s", self.port)
+            self.proc = start_embedded(self.target, self.port, self.logfile)
+            self.pidfile.write_text(str(self.proc.pid))
+        if wait_healthy(self.target, timeout=120, proc=self.proc):
+            return None
+        if self.proc is not None and self.proc.poll() is None:
+            log.error("embedded Prefect server is running but hung; restarting it")
+            kill(self.proc.pid)
+            self.proc.wait()
+        return "embedded Prefect server did not become healthy (see prefect-server.log)"
+
+    def stop(self) -> None:
+        pid = self.proc.pid if self.proc is not None else _read_pid(self.pidfile)
+        if pid and alive(pid):
+            kill(pid, graceful=True)
+        self.pidfile.unlink(missing_ok=True)
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text()) if path.exists() else None
+    except ValueError:
+        return None

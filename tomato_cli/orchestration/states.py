@@ -9,6 +9,7 @@ PREFECT_STATE: Final[dict[str, tuple[str, str]]] = {
     "q": ("PAUSED", "Queued"),
     "qw": ("PAUSED", "Waiting"),
     "r": ("RUNNING", "Running"),
+    "rp": ("PAUSED", "Paused"),
     "rd": ("CANCELLING", "Cancelling"),
     "c": ("COMPLETED", "Completed"),
     "ce": ("FAILED", "Failed"),
@@ -28,5 +29,5 @@ _BY_TYPE: Final[dict[str, str]] = {
 def tomato_status(state_type: str, state_name: str) -> str | None:
     """The tomato status a Prefect state stands for (None for states we never use)."""
     if state_type == "PAUSED":
-        return "qw" if state_name == "Waiting" else "q"
+        return {"Waiting": "qw", "Queued": "q"}.get(state_name, "rp")
     return _BY_TYPE.get(state_type)

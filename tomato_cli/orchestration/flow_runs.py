@@ -31,8 +31,8 @@ def pipeline_limit_name(pipeline: str) -> str:
     return f"pipeline:{pipeline}"
 
 
-class PrefectJobs:
-    """Mirror of the daemon's jobs and pipelines in Prefect (the daemon's DB is the truth)."""
+class FlowRuns:
+    """The daemon's jobs and pipelines in Prefect: the deployment, job flow runs, slots."""
 
     def __init__(self, port: int, embedded: bool):
         from prefect.client.orchestration import get_client
@@ -135,7 +135,7 @@ class PrefectJobs:
         except ObjectNotFound:
             pass
 
-    def create_job_run(self, jobid: int, status: str, sample: str) -> str:
+    def create(self, jobid: int, status: str, sample: str) -> str:
         from prefect.client.schemas.objects import State, StateType
 
         stype, sname = PREFECT_STATE[status]

@@ -1,4 +1,4 @@
-"""TaskRunner scheduling, in process."""
+"""Sampler scheduling, in process."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import time
 from typing import Any
 
 from drivers.example_counter import ExampleCounterDriver
-from drivers.runner import TaskRunner, sample_count
+from drivers.sampler import Sampler, sample_count
 
 
-def _runner(duration: float, interval: float, **kwargs: Any) -> TaskRunner:
+def _runner(duration: float, interval: float, **kwargs: Any) -> Sampler:
     comp = ExampleCounterDriver({}).create_component("a", "1")
-    return TaskRunner(
+    return Sampler(
         "a,1", comp, "count", duration, interval, threading.Lock(), threading.RLock(), **kwargs
     )
 
@@ -63,12 +63,12 @@ def test_measure_error_ends_task() -> None:
 
 
 def test_late_slots_caught_up_or_skipped() -> None:
-    gate = threading.Lock()
+    hang_lock = threading.Lock()
     comp = ExampleCounterDriver({}).create_component("a", "1")
-    runner = TaskRunner(
-        "a,1", comp, "count", 1.0, 0.01, gate, threading.RLock(), catchup_window=0.2
+    runner = Sampler(
+        "a,1", comp, "count", 1.0, 0.01, hang_lock, threading.RLock(), catchup_window=0.2
     )
-    with gate:
+    with hang_lock:
         runner.start()
         time.sleep(0.5)  # a stall of ~50 slots: ~20 are skipped, the rest caught up
     time.sleep(0.7)

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tomato_cli.daemon.processes import alive, kill
+from drivers.base import ComponentSpec
 from tomato_cli.daemon.state import DriverRecord, StateStore
 from tomato_cli.models import Component
-from tomato_cli.rpc import Unreachable, call, free_port
+from tomato_cli.processes import alive, kill
+from tomato_cli.rpc import Reply, Unreachable, call, free_port
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,9 @@ BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
 
 @dataclass
-class DriverProcess:
+class DriverHostProcess:
+    """One driver host process, as the supervisor sees it."""
+
     name: str
     port: int
     pid: int | None = None
@@ -37,7 +40,7 @@ class DriverProcess:
     next_start: float = 0.0
     error: str | None = None
     components: dict[str, Component] = field(default_factory=dict)
-    capabilities: dict[str, list[str]] = field(default_factory=dict)
+    specs: dict[str, ComponentSpec] = field(default_factory=dict)  # by component key
 
     def public(self) -> dict[str, Any]:
         return {
@@ -52,11 +55,13 @@ class DriverProcess:
 
 
 class DriverSupervisor:
+    """Starts, registers, watches and restarts the driver hosts (one per driver type)."""
+
     def __init__(self, store: StateStore, settings: dict[str, dict[str, Any]], logdir: Path):
         self.store = store
-        self.settings = settings
+        self.settings = settings  # the settings file's [drivers] section
         self.logdir = logdir
-        self.drivers: dict[str, DriverProcess] = {}
+        self.hosts: dict[str, DriverHostProcess] = {}
         self.lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -68,16 +73,16 @@ class DriverSupervisor:
         for comp in components:
             wanted.setdefault(comp.driver, {})[comp.key] = comp
         with self.lock:
-            for name in list(self.drivers):
+            for name in list(self.hosts):
                 if name not in wanted:
-                    self._stop_driver(self.drivers.pop(name))
+                    self._stop_driver(self.hosts.pop(name))
                     self.store.delete_driver(name)
-            records = self.store.drivers()
+            records = self.store.driver_records()
             for name, comps in wanted.items():
-                drv = self.drivers.get(name)
+                drv = self.hosts.get(name)
                 if drv is None:
                     drv = self._adopt_or_start(name, records.get(name))
-                    self.drivers[name] = drv
+                    self.hosts[name] = drv
                 removed = set(drv.components) - set(comps)
                 drv.components = comps
                 if drv.state == "running":
@@ -92,34 +97,39 @@ class DriverSupervisor:
     def stop_all(self) -> None:
         self._stop.set()
         with self.lock:
-            for drv in self.drivers.values():
+            for drv in self.hosts.values():
                 self._stop_driver(drv)
-            for name in list(self.drivers):
+            for name in list(self.hosts):
                 self.store.delete_driver(name)
 
     # queries
     def port_of(self, driver: str) -> int | None:
-        drv = self.drivers.get(driver)
+        drv = self.hosts.get(driver)
         return drv.port if drv and drv.state == "running" else None
 
-    def capabilities_of(self, comp: Component) -> list[str]:
-        drv = self.drivers.get(comp.driver)
-        return drv.capabilities.get(comp.key, []) if drv else []
+    def spec_of(self, comp: Component) -> ComponentSpec | None:
+        """What the component offers, as its driver host said at registration."""
+        drv = self.hosts.get(comp.driver)
+        return drv.specs.get(comp.key) if drv else None
 
-    def call(self, driver: str, cmd: str, timeout: float = 10.0, **args: Any):
-        drv = self.drivers.get(driver)
+    def capabilities_of(self, comp: Component) -> list[str]:
+        spec = self.spec_of(comp)
+        return sorted(spec.techniques) if spec else []
+
+    def call(self, driver: str, cmd: str, timeout: float = 10.0, **args: Any) -> Reply:
+        drv = self.hosts.get(driver)
         if drv is None:
             raise Unreachable(f"driver {driver}", "not configured")
         return call(drv.port, cmd, timeout=timeout, **args)
 
     def public(self) -> list[dict[str, Any]]:
         with self.lock:
-            return [d.public() for d in self.drivers.values()]
+            return [d.public() for d in self.hosts.values()]
 
     # internals
-    def _adopt_or_start(self, name: str, rec: DriverRecord | None) -> DriverProcess:
+    def _adopt_or_start(self, name: str, rec: DriverRecord | None) -> DriverHostProcess:
         if rec is not None and alive(rec.pid):
-            drv = DriverProcess(name=name, port=rec.port, pid=rec.pid, restarts=rec.restarts)
+            drv = DriverHostProcess(name=name, port=rec.port, pid=rec.pid, restarts=rec.restarts)
             try:
                 reply = call(rec.port, "hello", timeout=PING_TIMEOUT_S)
                 if reply.success and reply.data.get("driver") == name:
@@ -129,11 +139,11 @@ class DriverSupervisor:
             except Unreachable:
                 pass
             kill(rec.pid)
-        drv = DriverProcess(name=name, port=free_port(), restarts=rec.restarts if rec else 0)
+        drv = DriverHostProcess(name=name, port=free_port(), restarts=rec.restarts if rec else 0)
         self._spawn(drv)
         return drv
 
-    def _spawn(self, drv: DriverProcess) -> None:
+    def _spawn(self, drv: DriverHostProcess) -> None:
         self.logdir.mkdir(parents=True, exist_ok=True)
         cmd = [
             sys.executable,
@@ -178,7 +188,7 @@ class DriverSupervisor:
         drv.state, drv.error = "failed", "did not answer within 30 s"
         kill(drv.pid)
 
-    def register(self, drv: DriverProcess) -> None:
+    def register(self, drv: DriverHostProcess) -> None:
         comps = [
             {
                 "address": c.address,
@@ -189,23 +199,23 @@ class DriverSupervisor:
         ]
         reply = self._call(drv, "register", components=comps)
         if reply is not None and reply.success:
-            drv.capabilities = {k: v["capabilities"] for k, v in reply.data.items()}
+            drv.specs = _interned({k: v["spec"] for k, v in reply.data.items()})
             drv.error = None
         elif reply is not None:
             drv.error = reply.msg
             log.error("driver %s refused its components: %s", drv.name, reply.msg)
 
-    def _call(self, drv: DriverProcess, cmd: str, **args: Any):
+    def _call(self, drv: DriverHostProcess, cmd: str, **args: Any) -> Reply | None:
         try:
             return call(drv.port, cmd, timeout=10.0, **args)
         except Unreachable as exc:
             drv.error = str(exc)
             return None
 
-    def _backoff(self, drv: DriverProcess) -> float:
+    def _backoff(self, drv: DriverHostProcess) -> float:
         return BACKOFF_S[min(drv.restarts, len(BACKOFF_S) - 1)]
 
-    def _stop_driver(self, drv: DriverProcess) -> None:
+    def _stop_driver(self, drv: DriverHostProcess) -> None:
         if drv.state == "running":
             try:
                 call(drv.port, "shutdown", timeout=2.0)
@@ -220,7 +230,7 @@ class DriverSupervisor:
             kill(drv.pid)
         drv.state = "stopped"
 
-    def _restart(self, drv: DriverProcess, why: str) -> None:
+    def _restart(self, drv: DriverHostProcess, why: str) -> None:
         log.error("driver %s %s; restarting (restart %d)", drv.name, why, drv.restarts + 1)
         kill(drv.pid)
         drv.restarts += 1
@@ -231,10 +241,10 @@ class DriverSupervisor:
     def _watch(self) -> None:
         while not self._stop.wait(0.5):
             with self.lock:
-                for drv in list(self.drivers.values()):
+                for drv in list(self.hosts.values()):
                     self._check(drv)
 
-    def _check(self, drv: DriverProcess) -> None:
+    def _check(self, drv: DriverHostProcess) -> None:
         if drv.state in ("restarting", "failed"):
             if time.monotonic() >= drv.next_start:
                 drv.port = free_port()
@@ -255,3 +265,16 @@ class DriverSupervisor:
         drv.missed_pings = 0 if ok else drv.missed_pings + 1
         if drv.missed_pings >= HANG_PINGS:
             self._restart(drv, f"did not answer for {HANG_PINGS * PING_TIMEOUT_S:.0f} s (hung)")
+
+
+def _interned(descriptions: dict[str, dict[str, Any]]) -> dict[str, ComponentSpec]:
+    """Specs by component key; identical ones are one object (a 160-channel device has
+    one spec), so that checks can skip repeats cheaply."""
+    seen: dict[str, ComponentSpec] = {}
+    out = {}
+    for key, desc in descriptions.items():
+        text = json.dumps(desc, sort_keys=True)
+        if text not in seen:
+            seen[text] = ComponentSpec.from_description(desc)
+        out[key] = seen[text]
+    return out

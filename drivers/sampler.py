@@ -32,7 +32,7 @@ def sample_count(max_duration: float, interval: float) -> int:
     return max(0, math.floor(max_duration / interval + 1e-9))
 
 
-class TaskRunner:
+class Sampler:
     """Samples ``component`` running ``technique`` in its own thread until done or stopped."""
 
     def __init__(
@@ -42,7 +42,7 @@ class TaskRunner:
         technique: str,
         max_duration: float,
         interval: float,
-        gate: threading.Lock,
+        hang_lock: threading.Lock,
         component_lock: AbstractContextManager[Any],
         buffer_limit: int = DEFAULT_BUFFER_LIMIT,
         catchup_window: float = CATCHUP_WINDOW,
@@ -54,7 +54,7 @@ class TaskRunner:
         self.max_duration = max_duration
         self.interval = interval
         self.total = sample_count(max_duration, interval)
-        self._gate = gate
+        self._hang_lock = hang_lock
         self._component_lock = component_lock
         self._catchup = catchup_window
         self._clock = clock
@@ -142,7 +142,7 @@ class TaskRunner:
                         n += skip
                         log.warning("task on %s: %d overdue slots skipped", self.key, skip)
                 elapsed = max(now - start, n * self.interval)
-                with self._gate:
+                with self._hang_lock:
                     pass
                 with self._component_lock:
                     values = self.component.measure(self.technique, elapsed)

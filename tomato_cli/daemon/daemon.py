@@ -1,0 +1,177 @@
+"""The tomato daemon: builds its parts, serves the RPC API, and stops cleanly.
+
+Parts, one module each: the state store (``state``), the job lifecycle table
+(``lifecycle``), pipelines (``pipelines``), jobs (``jobs``), the gate (``gate``), recovery
+of jobs whose process died (``recovery``), the driver supervisor (``driver_supervisor``),
+the job runners (``launcher``), the Prefect sync (``prefect_sync``) and the RPC API
+(``api``). Decisions about jobs and pipelines are taken one at a time, under ``lock``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from tomato_cli import __version__
+from tomato_cli.daemon.api import DaemonApi
+from tomato_cli.daemon.driver_supervisor import DriverSupervisor
+from tomato_cli.daemon.gate import Gate
+from tomato_cli.daemon.jobs import JobControl
+from tomato_cli.daemon.launcher import JobLauncher
+from tomato_cli.daemon.lifecycle import Cause, Change, JobLifecycle
+from tomato_cli.daemon.pipelines import Pipelines, known_drivers
+from tomato_cli.daemon.prefect_sync import PrefectSync
+from tomato_cli.daemon.recovery import Recovery
+from tomato_cli.daemon.state import StateStore, now
+from tomato_cli.models import FINAL_STATUSES, Job, Settings, load_devices, load_settings
+from tomato_cli.orchestration.server import EmbeddedServer, PrefectTarget, embedded_target
+from tomato_cli.rpc import RpcServer, free_port
+
+log = logging.getLogger(__name__)
+
+
+class Daemon:
+    def __init__(self, port: int, appdir: Path, settings_path: Path) -> None:
+        self.port = port
+        self.appdir = appdir
+        self.settings_path = settings_path
+        self.settings: Settings = load_settings(settings_path)
+        self.datadir = Path(self.settings.datadir)
+        self.logdir = Path(self.settings.logdir)
+        self.started_at = now()
+        self.store = StateStore(self.datadir / f"tomato-{port}.db")
+        self.lock = threading.RLock()  # one decision at a time about jobs and pipelines
+        self._stop = threading.Event()
+        self.lifecycle = JobLifecycle(self.store)
+        self.supervisor = DriverSupervisor(self.store, self.settings.drivers, self.logdir)
+        target, server = self._prefect_target()
+        self.sync = PrefectSync(self, target, server, port)
+        self.launcher = JobLauncher(
+            self.logdir,
+            target.client_env(),
+            capacity=self.settings.jobs.per_runner,
+            max_jobs=self.settings.jobs.runner_max_jobs,
+        )
+        self.pipelines = Pipelines(self.store, self.lock, self.supervisor, self._pipelines_changed)
+        self.jobs = JobControl(
+            self.store,
+            self.lifecycle,
+            self.lock,
+            self.supervisor,
+            port,
+            lambda: Path(self.settings.jobs.storage),
+        )
+        self.gate = Gate(
+            self.store, self.lifecycle, self.lock, self.supervisor.capabilities_of, self._launch
+        )
+        self.recovery = Recovery(
+            self.store, self.lifecycle, self.lock, self.launcher, self.supervisor, self.jobs.context
+        )
+        self.launcher.on_job_end = self.recovery.job_ended.set
+        self.lifecycle.listen(self._status_changed)
+        self.api = DaemonApi(self)
+        self.server: RpcServer | None = None
+
+    def _prefect_target(self) -> tuple[PrefectTarget, EmbeddedServer | None]:
+        cfg = self.settings.prefect
+        if cfg.url:
+            target = PrefectTarget(
+                api_url=cfg.url.rstrip("/"),
+                embedded=False,
+                api_key=cfg.api_key,
+                auth_string=cfg.auth_string,
+            )
+            return target, None
+        port = cfg.port
+        if port is None:
+            saved = self.store.get_meta("prefect_port")
+            port = int(saved) if saved else free_port()
+            self.store.set_meta("prefect_port", str(port))
+        target = embedded_target(self.datadir, port, cfg.auth_string)
+        return target, EmbeddedServer(target, port, self.logdir / "prefect-server.log")
+
+    # wiring
+    def _status_changed(self, change: Change) -> None:
+        self.sync.wake()
+        if change.job.status in FINAL_STATUSES or change.source is None:
+            self.gate.wake()  # a pipeline was released, or a job was queued
+            self.sync.mark_slots_dirty()
+
+    def _pipelines_changed(self) -> None:
+        self.gate.wake()
+        self.sync.mark_slots_dirty()
+
+    def _launch(self, job: Job) -> int:
+        self.sync.mark_slots_dirty()
+        return self.launcher.launch(self.jobs.context(job))
+
+    # SyncHost: what the Prefect sync asks of the daemon
+    def attach_flow_run(self, jobid: int, flow_run_id: str) -> None:
+        with self.lock:
+            job = self.store.job(jobid)
+            if job is None:
+                return
+            job.flow_run_id = flow_run_id
+            self.store.save_job(job)
+            self.store.set_prefect_status(jobid, "q")
+        self.gate.wake()
+
+    def cancel_from_prefect(self, jobid: int, reason: str) -> None:
+        self.jobs.cancel([jobid], Cause.PREFECT, reason)
+
+    # serving
+    def serve(self) -> None:
+        """Answer at once; bring up drivers, Prefect and job runners behind the API."""
+        # a broken devices file must stop the start before anyone is told it worked
+        load_devices(Path(self.settings.devices.config), known_drivers=known_drivers())
+        self.server = RpcServer("127.0.0.1", self.port, self.api.handle)
+        self.recovery.check_live_jobs()  # after a restart: jobs that ended while we were away
+        self.server.start_background()
+        self.pipelines.apply_devices(self.settings)
+        self.sync.start()
+        self.supervisor.start_watching()
+        self.launcher.fill()
+        threading.Thread(target=self.gate.run, args=(self._stop,), name="gate", daemon=True).start()
+        threading.Thread(
+            target=self.recovery.run, args=(self._stop,), name="job-monitor", daemon=True
+        ).start()
+        log.info("tomato daemon %s serving on 127.0.0.1:%s", __version__, self.port)
+        self._stop.wait()
+        self.server.shutdown()
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "version": __version__,
+            "port": self.port,
+            "pid": os.getpid(),
+            "appdir": str(self.appdir),
+            "datadir": str(self.datadir),
+            "logdir": str(self.logdir),
+            "settings": str(self.settings_path),
+            "devices": str(self.settings.devices.config),
+            "started_at": self.started_at.isoformat(),
+            "prefect": self.sync.public(),
+        }
+
+    def stop(self, mode: str, running: list[int]) -> None:
+        """Stop in the background: ``cancel`` running jobs first, or ``leave`` them running."""
+        self.jobs.accepting = False
+        self.gate.paused = True
+        threading.Thread(target=self._shutdown, args=(mode, running), daemon=True).start()
+
+    def _shutdown(self, mode: str, running: list[int]) -> None:
+        if mode == "cancel" and running:
+            self.jobs.cancel(running, Cause.COMMAND, "tomato stop")
+            deadline = time.monotonic() + 120
+            while self.store.job_refs(("r", "rp", "rd")) and time.monotonic() < deadline:
+                time.sleep(0.2)
+        self.launcher.stop_idle()
+        if mode != "leave" or not running:
+            self.supervisor.stop_all()
+        self.sync.stop(stop_server=mode != "leave" or not running)
+        self._stop.set()
+        self.recovery.job_ended.set()

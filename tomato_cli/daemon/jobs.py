@@ -1,0 +1,202 @@
+"""Jobs: submitting, cancelling, and what a job's flow run reports and is handed."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tomato_cli.daemon.driver_supervisor import DriverSupervisor
+from tomato_cli.daemon.lifecycle import Cause, JobLifecycle
+from tomato_cli.daemon.outputs import result_path, snapshot_path
+from tomato_cli.daemon.state import StateStore, now
+from tomato_cli.models import (
+    FINAL_STATUSES,
+    LIVE_STATUSES,
+    WAITING_STATUSES,
+    Job,
+    Payload,
+    parse_payload,
+)
+from tomato_cli.models.context import JobContext, RoleComponent
+from tomato_cli.models.job import write_cancel
+from tomato_cli.rpc import RpcError
+
+log = logging.getLogger(__name__)
+
+
+class JobControl:
+    """Every change a user or a job's flow run asks of a job goes through here."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        lifecycle: JobLifecycle,
+        lock: threading.RLock,
+        supervisor: DriverSupervisor,
+        port: int,
+        storage: Callable[[], Path],
+    ) -> None:
+        self.store = store
+        self.lifecycle = lifecycle
+        self.lock = lock  # the daemon's decision lock
+        self.supervisor = supervisor
+        self.port = port
+        self.storage = storage  # the jobs folder of the current settings
+        self.accepting = True
+
+    # submit
+    def submit(self, payload: dict[str, Any], cwd: str, source: str) -> Job:
+        """Validate a payload completely, then queue it as a new job."""
+        if not self.accepting:
+            raise RpcError("the daemon is stopping; no new jobs are taken")
+        parsed = parse_payload(payload, source)
+        self.check_against_pipelines(parsed, source)
+        with self.lock, self.store.transaction() as db:
+            jobid = self.store.new_job_id(db)
+            out, snap = parsed.settings.output, parsed.settings.snapshot
+            try:
+                respath = result_path(cwd, jobid, out.path, out.prefix)
+                snappath = snapshot_path(
+                    cwd, jobid, snap.path if snap else None, snap.prefix if snap else None
+                )
+            except RpcError as exc:
+                raise RpcError(f"{source}: {exc}") from None
+            jobdir = self.storage() / str(jobid)
+            job = Job(
+                id=jobid,
+                payload=parsed,
+                status="q",
+                submitted_at=now(),
+                jobpath=str(jobdir),
+                respath=str(respath),
+                snappath=str(snappath),
+            )
+            self.lifecycle.move(job, "q", Cause.SUBMIT, db=db)
+        self.lifecycle.committed()
+        jobdir.mkdir(parents=True, exist_ok=True)
+        (jobdir / "job.json").write_text(job.model_dump_json(indent=1))
+        return job
+
+    def check_against_pipelines(self, payload: Payload, source: str) -> None:
+        """Every role exists somewhere, with the technique and task parameters asked of it.
+
+        Checked here against what each component's driver declared when it registered: a
+        user's values never reach a driver host before the job runs.
+        """
+        pipelines = list(self.store.pipelines().values())
+        for i, task in enumerate(payload.method):
+            role = task.component_role
+            comps = [p.roles()[role] for p in pipelines if role in p.roles()]
+            where = f"{source}: method[{i}]"
+            if not comps:
+                raise RpcError(
+                    f"{where}: no pipeline has a component with role {task.component_role!r}"
+                )
+            errors: list[str] = []
+            checked: set[int] = set()
+            for comp in comps:
+                spec = self.supervisor.spec_of(comp)
+                if spec is None:
+                    error = f"driver {comp.driver!r} is not running"
+                elif id(spec) in checked:
+                    continue
+                else:
+                    checked.add(id(spec))
+                    try:
+                        spec.check_task(
+                            task.technique_name, task.task_params, task.sampling_interval
+                        )
+                        break
+                    except ValueError as exc:
+                        error = str(exc)
+                if error not in errors:
+                    errors.append(error)
+            else:
+                raise RpcError(f"{where}: {'; '.join(errors)}")
+
+    # queries
+    def get(self, jobid: int) -> Job:
+        job = self.store.job(int(jobid))
+        if job is None:
+            raise RpcError(f"job {jobid} does not exist")
+        return job
+
+    def select(self, jobids: list[int] | None) -> list[Job]:
+        """The given jobs (all of them if none are given); RpcError for an unknown id."""
+        if not jobids:
+            return self.store.jobs()
+        return [self.get(jobid) for jobid in jobids]
+
+    def context(self, job: Job) -> JobContext:
+        """What the job's flow run needs: the job, its pipeline's components, driver ports."""
+        components: dict[str, RoleComponent] = {}
+        pip = self.store.pipelines().get(job.pipeline) if job.pipeline else None
+        for comp in pip.components if pip else []:
+            comp = comp.model_copy(update={"capabilities": self.supervisor.capabilities_of(comp)})
+            components[comp.role] = RoleComponent(
+                component=comp, driver_port=self.supervisor.port_of(comp.driver)
+            )
+        return JobContext(
+            jobid=job.id,
+            daemon_port=self.port,
+            job=job,
+            components=components,
+            flow_run_id=job.flow_run_id,
+            grant=self.store.grant_of(job.id),
+        )
+
+    # changes asked for by users (CLI or Prefect)
+    def cancel(
+        self, jobids: list[int], cause: Cause, reason: str, end_as: str = "cd"
+    ) -> list[Job]:
+        """Cancel waiting jobs at once; ask live ones to stop (they end ``end_as``)."""
+        changed = []
+        with self.lock:
+            for jobid in jobids:
+                job = self.store.job(jobid)
+                if job is None or job.status in FINAL_STATUSES:
+                    continue
+                if job.status in WAITING_STATUSES:
+                    what = "failed" if end_as == "ce" else "cancelled"
+                    moved = self.lifecycle.move(
+                        job, end_as, cause, error=f"{what} while queued ({reason})"
+                    )
+                elif job.status == "rd":
+                    continue
+                else:
+                    self._mail_cancel(job, end_as, reason)
+                    moved = self.lifecycle.move(job, "rd", cause)
+                if moved:
+                    changed.append(job)
+        return changed
+
+    @staticmethod
+    def _mail_cancel(job: Job, end_as: str, reason: str) -> None:
+        if job.jobpath is None:
+            return
+        try:
+            write_cancel(Path(job.jobpath), end_as, reason)
+        except OSError as exc:
+            raise RpcError(f"cannot signal job {job.id} to stop: {exc}") from None
+
+    # what a job's flow run reports
+    def runner_report(self, jobid: int, status: str, error: str | None = None) -> Job:
+        """The flow run runs (``r``: connected), or ended (``c``, ``ce``, ``cd``)."""
+        with self.lock:
+            job = self.get(jobid)
+            if job.status in FINAL_STATUSES:
+                return job
+            if status == "r":
+                if job.status in LIVE_STATUSES:
+                    job.connected_at = now()
+                    self.store.save_job(job)
+                return job
+            if status not in FINAL_STATUSES:
+                raise RpcError(f"a flow run cannot report status {status!r}")
+            if not self.lifecycle.move(job, status, Cause.RUNNER, error=error):  # type: ignore[arg-type]
+                raise RpcError(f"job {jobid} is {job.status}; it cannot end as {status}")
+            self.store.set_prefect_status(job.id, job.status)  # its engine writes the state
+        return job
