@@ -291,22 +291,6 @@ class DriverBase:
             self.min_sampling_interval,
         )
 
-    @classmethod
-    def validate_task(
-        cls, technique: str, params: dict[str, Any] | None, sampling_interval: Any
-    ) -> None:
-        """Raise :class:`TaskError` (one line) if the task cannot run on this driver type."""
-        comp = cls.component_class
-        check_task(
-            cls.name,
-            comp.capabilities(),
-            comp.attrs(),
-            technique,
-            params,
-            sampling_interval,
-            cls.min_sampling_interval,
-        )
-
 
 def known_attr(attrs: dict[str, Attr], name: str) -> Attr:
     """The declared attribute ``name``; :class:`AttrError` naming the known ones if absent."""

@@ -66,7 +66,6 @@ class DriverHost:
                 "get_attr",
                 "set_attr",
                 "reset",
-                "task_validate",
                 "task_start",
                 "task_status",
                 "task_data",
@@ -217,14 +216,6 @@ class DriverHost:
         return self.cmd_status(key)
 
     # -- tasks ----------------------------------------------------------------------
-    def cmd_task_validate(
-        self,
-        technique: str,
-        task_params: dict[str, Any] | None = None,
-        sampling_interval: Any = 1.0,
-    ) -> None:
-        self.driver.validate_task(technique, task_params or {}, sampling_interval)
-
     def cmd_task_start(
         self,
         key: str,
@@ -235,7 +226,7 @@ class DriverHost:
     ) -> dict[str, Any]:
         comp = self._component(key)
         params = task_params or {}
-        self.driver.validate_task(technique_name, params, sampling_interval)
+        self.driver.spec_of(comp).check_task(technique_name, params, sampling_interval)
         interval = to_seconds(sampling_interval)
         duration = to_seconds(max_duration)
         if duration < 0:

@@ -14,10 +14,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from tomato_cli.models.context import JobContext
 
@@ -49,11 +46,11 @@ class JobLogFile(logging.FileHandler):
 
 def run_job(context: JobContext) -> None:
     from prefect.client.orchestration import get_client
-    from prefect.flow_engine import run_flow
     from prefect.task_runners import ThreadPoolTaskRunner
 
     from flows.context import PRELOADED
     from flows.job import tomato_job
+    from tomato_cli.prefect_internals import run_existing_flow_run
 
     jobid = context.jobid
     CURRENT_JOB.set(jobid)
@@ -69,7 +66,7 @@ def run_job(context: JobContext) -> None:
             flow_run = client.read_flow_run(context.flow_run_id)
         workers = len(context.job.payload.method) + 2
         job_flow = tomato_job.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))
-        run_flow(job_flow, flow_run=flow_run, parameters={"jobid": jobid}, return_type="state")
+        run_existing_flow_run(job_flow, flow_run, {"jobid": jobid})
     except Exception:
         logging.getLogger(__name__).exception("job %s: the runner failed", jobid)
     finally:
@@ -79,34 +76,19 @@ def run_job(context: JobContext) -> None:
         say(f"done {jobid}")
 
 
-@contextmanager
-def _no_suspension_watch(*args: Any, **kwargs: Any) -> Iterator[None]:
-    yield
-
-
-def skip_suspension_watch() -> None:
-    """Run flow runs without Prefect's per-run suspension observer.
-
-    For every flow run of a deployment, Prefect's engine starts a thread with its own event
-    loop and an events websocket, only to notice if the run is suspended from outside. The
-    server then matches every event against every such subscription. With 160 running
-    jobs that was a third of the server's CPU, and 160 threads here. Tomato jobs are never
-    suspended; cancels from the UI reach the job through the daemon (see bridge.py).
-    """
-    import prefect.flow_engine
-
-    prefect.flow_engine.observe_flow_run_suspension = _no_suspension_watch  # type: ignore[assignment]
-
-
 def main() -> int:
     import prefect.flow_engine  # noqa: F401 - import once, before the first job
 
     import flows.job  # noqa: F401
+    from tomato_cli.prefect_internals import PrefectInternalsChanged, skip_suspension_observer
     from tomato_cli.units import get_ureg
 
     get_ureg()  # the unit registry takes ~0.5 s to build: not on a job's path
-
-    skip_suspension_watch()
+    try:
+        skip_suspension_observer()  # pauses and cancels reach the job through the daemon
+    except PrefectInternalsChanged as exc:
+        print(f"tomato: {exc}", file=sys.stderr, flush=True)
+        return 3
     logging.getLogger().setLevel(logging.INFO)
     # one line per Prefect API call would drown each job.log (and cost CPU at scale)
     for name in ("httpx", "httpcore"):

@@ -24,7 +24,6 @@ from drivers.base import (
     ComponentBase,
     DriverBase,
     TaskError,
-    check_task,
     known_attr,
 )
 from drivers.scpi.connection import Connection, InstrumentError, ResourceManagers, VisaSettings
@@ -258,34 +257,6 @@ class ScpiDriver(DriverBase):
         comp = ScpiComponent(address, channel, self.settings, description, self.connections[key])
         self._live[f"{address},{channel}"] = comp
         return comp
-
-    def validate_task(  # type: ignore[override]
-        self, technique: str, params: dict[str, Any] | None, sampling_interval: Any
-    ) -> None:
-        """Accept the task if some registered instrument's description accepts it."""
-        descriptions = {id(c.description): c.description for c in list(self._live.values())}
-        if not descriptions:
-            raise TaskError("driver 'scpi' has no instruments registered")
-        techniques = {t for d in descriptions.values() for t in d.techniques}
-        errors: list[str] = []
-        for desc in descriptions.values():
-            if technique not in desc.techniques and technique in techniques:
-                continue
-            try:
-                check_task(
-                    self.name,
-                    techniques if technique not in techniques else set(desc.techniques),
-                    desc.attrs_of(),
-                    technique,
-                    params,
-                    sampling_interval,
-                    self.min_sampling_interval,
-                )
-                return
-            except TaskError as exc:
-                if str(exc) not in errors:
-                    errors.append(str(exc))
-        raise TaskError("; ".join(errors))
 
     def close(self) -> None:
         for connection in self.connections.values():

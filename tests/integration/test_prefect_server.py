@@ -1,9 +1,12 @@
-"""The embedded Prefect server stays responsive with many open event streams."""
+"""The adjustments to Prefect internals, checked for their effect on a real server."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+
+import pytest
 
 from tests.integration.harness import Tomato
 
@@ -44,3 +47,41 @@ def test_server_answers_with_more_open_event_streams_than_its_request_limit(lab:
     status, seconds = out.stdout.split()
     assert status == "200"
     assert float(seconds) < 5
+
+
+# A flow run of a deployment, run the way job runners run it; prints the threads alive
+# while the flow body runs.
+OBSERVED = """
+import sys, threading
+from prefect import flow
+from prefect.client.orchestration import get_client
+from tomato_cli import prefect_internals
+
+@flow(name="tomato-internals-probe", persist_result=False)
+def probe() -> list:
+    return sorted(t.name for t in threading.enumerate())
+
+if sys.argv[1] == "adjusted":
+    prefect_internals.skip_suspension_observer()
+with get_client(sync_client=True) as client:
+    flow_id = client.create_flow_from_name("tomato-internals-probe")
+    deployment = client.create_deployment(flow_id, "probe", entrypoint="probe.py:probe")
+    run = client.create_flow_run_from_deployment(deployment)
+state = prefect_internals.run_existing_flow_run(probe, run, {})
+print("|".join(state.result()))
+"""
+
+
+@pytest.mark.parametrize("mode", ["adjusted", "stock"])
+def test_job_runners_run_flow_runs_without_a_suspension_observer(lab: Tomato, mode: str) -> None:
+    """The stock engine starts an observer thread (and an events websocket) per flow run of
+    a deployment; job runners must not (the stock case shows the test can tell)."""
+    api = lab.ok("tomato", "status")["prefect"]["api_url"]
+    env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_HOME": str(lab.root / "probe-home")}
+    out = subprocess.run(
+        [sys.executable, "-c", OBSERVED, mode], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    threads = out.stdout.strip().splitlines()[-1].split("|")
+    observers = [t for t in threads if "observer_thread" in t]
+    assert (observers == []) == (mode == "adjusted"), threads

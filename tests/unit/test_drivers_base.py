@@ -1,4 +1,4 @@
-"""Attr coercion, ComponentBase and DriverBase.validate_task."""
+"""Attr coercion, ComponentBase, and checking tasks against a component's spec."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ SECONDS = Attr(float, units="s", minimum=0.1, maximum=60, rw=True)
 COUNT = Attr(int, minimum=0, maximum=10)
 COLOUR = Attr(str, options=("red", "green"))
 FLAG = Attr(bool)
+_COUNTER = ExampleCounterDriver()
+COUNTER_SPEC = _COUNTER.spec_of(_COUNTER.create_component("a", "1"))
 
 
 @pytest.mark.parametrize(
@@ -156,11 +158,11 @@ def test_validate_task_rejects(
     technique: str, params: object, interval: object, message: str
 ) -> None:
     with pytest.raises(TaskError) as info:
-        ExampleCounterDriver.validate_task(technique, params, interval)  # type: ignore[arg-type]
+        COUNTER_SPEC.check_task(technique, params, interval)  # type: ignore[arg-type]
     assert str(info.value).startswith(message)
     assert "\n" not in str(info.value)
 
 
 def test_validate_task_accepts() -> None:
-    ExampleCounterDriver.validate_task("count", {"param": "2 s", "choice": "blue"}, "10 ms")
-    ExampleCounterDriver.validate_task("random", None, 0.5)
+    COUNTER_SPEC.check_task("count", {"param": "2 s", "choice": "blue"}, "10 ms")
+    COUNTER_SPEC.check_task("random", None, 0.5)

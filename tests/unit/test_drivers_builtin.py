@@ -38,7 +38,7 @@ def test_psutil_all_info() -> None:
     assert comp.units_of("mem_used") == "B"
     assert comp.units_of("cpu_percent") == "percent"
     assert comp.constants()["cpu_count"] >= 1
-    PsutilDriver.validate_task("all_info", {}, 0.1)
+    PsutilDriver().spec_of(comp).check_task("all_info", {}, 0.1)
 
 
 def test_registry() -> None:

@@ -120,16 +120,24 @@ def test_set_attr_and_bounds(sim_host: DriverHost) -> None:
     assert "read-only" in fails(sim_host, "set_attr", key=key, attr="temperature", value=1)
 
 
-def test_task_validate_uses_the_registered_descriptions(sim_host: DriverHost) -> None:
-    ok(sim_host, "task_validate", technique="monitor", sampling_interval=1)
-    msg = fails(sim_host, "task_validate", technique="nope", sampling_interval=1)
-    assert "unknown technique 'nope'" in msg and "hold_temperature" in msg
+def test_tasks_are_checked_against_the_component_description(sim_host: DriverHost) -> None:
+    key = next(k for k in sim_host.components if k.startswith(TC))
+    spec = sim_host.driver.spec_of(sim_host.components[key])
+    spec.check_task("monitor", {}, 1)
+    with pytest.raises(TaskError) as info:
+        spec.check_task("nope", {}, 1)
+    assert "unknown technique 'nope'" in str(info.value)
+    assert "hold_temperature" in str(info.value)
+    with pytest.raises(TaskError, match="above the maximum 400"):
+        spec.check_task("hold_temperature", {"setpoint": 1000}, 1)
     msg = fails(
         sim_host,
-        "task_validate",
-        technique="hold_temperature",
-        task_params={"setpoint": 1000},
+        "task_start",
+        key=key,
+        technique_name="hold_temperature",
+        max_duration=1,
         sampling_interval=1,
+        task_params={"setpoint": 1000},
     )
     assert "above the maximum 400" in msg
 
@@ -142,8 +150,6 @@ def test_bad_registrations_are_clear() -> None:
         driver.create_component(PSTAT, "9", {"instrument": "potentiostat"})
     with pytest.raises(ValueError, match="unknown instrument description 'x'"):
         driver.create_component(PSTAT, "1", {"instrument": "x"})
-    with pytest.raises(TaskError, match="no instruments registered"):
-        driver.validate_task("monitor", {}, 1)
     with pytest.raises(ValueError, match="timeout"):
         VisaSettings.from_mapping({"timeout": "soon"})
 

@@ -28,12 +28,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Prefect call is noise
     from tomato_cli.daemon.daemon import Daemon
+    from tomato_cli.prefect_internals import PrefectInternalsChanged, check_version
 
     try:
+        check_version()
         daemon = Daemon(args.port, args.appdir, args.settings)
         signal.signal(signal.SIGTERM, lambda *_: daemon.api.cmd_stop(mode="leave"))
         daemon.serve()
-    except ConfigError as exc:
+    except (ConfigError, PrefectInternalsChanged) as exc:
         print(str(exc), file=sys.stderr)
         return 2
     except OSError as exc:

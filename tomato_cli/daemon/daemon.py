@@ -155,6 +155,7 @@ class Daemon:
             "devices": str(self.settings.devices.config),
             "started_at": self.started_at.isoformat(),
             "prefect": self.sync.public(),
+            "job_runners": {"error": self.launcher.error},
         }
 
     def stop(self, mode: str, running: list[int]) -> None:

@@ -21,9 +21,13 @@ from tomato_cli.models.context import JobContext
 
 log = logging.getLogger(__name__)
 
+RUNNER_LOG = "job-runners.log"
+
 
 @dataclass
-class Runner:
+class JobRunner:
+    """One job runner process, as the launcher sees it."""
+
     proc: subprocess.Popen
     jobs: set[int] = field(default_factory=set)
     served: int = 0
@@ -53,14 +57,15 @@ class JobLauncher:
         self.capacity = capacity
         self.max_jobs = max_jobs
         self.lock = threading.Lock()
-        self.runners: list[Runner] = []
-        self.by_job: dict[int, Runner] = {}
+        self.runners: list[JobRunner] = []
+        self.error: str | None = None  # why the last runner could not start
+        self.by_job: dict[int, JobRunner] = {}
 
-    def _spawn(self) -> Runner:
+    def _spawn(self) -> JobRunner:
         self.logdir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
         env.update(self.env)
-        err = open(self.logdir / "job-runners.log", "ab")
+        err = open(self.logdir / RUNNER_LOG, "ab")
         proc = subprocess.Popen(
             [sys.executable, "-m", "flows.runner"],
             stdin=subprocess.PIPE,
@@ -70,12 +75,12 @@ class JobLauncher:
             start_new_session=True,
         )
         err.close()
-        runner = Runner(proc)
+        runner = JobRunner(proc)
         threading.Thread(target=self._listen, args=(runner,), daemon=True).start()
         self.runners.append(runner)
         return runner
 
-    def _listen(self, runner: Runner) -> None:
+    def _listen(self, runner: JobRunner) -> None:
         assert runner.proc.stdout is not None
         for raw in runner.proc.stdout:
             words = raw.decode(errors="replace").split()
@@ -87,9 +92,21 @@ class JobLauncher:
                     if runner.served >= self.max_jobs and not runner.jobs:
                         self._retire(runner)
                 self.on_job_end()
+        if not runner.ready.is_set() and (code := runner.proc.wait()) != 0:
+            self.error = f"a job runner exited at start with code {code}: {self._last_words()}"
+            log.error("%s", self.error)
         self.on_job_end()  # EOF: the runner is gone, and with it any job it still had
 
-    def _free(self, runner: Runner) -> bool:
+    def _last_words(self) -> str:
+        """What a runner said when it refused to start (``tomato: ...`` in its log)."""
+        try:
+            lines = (self.logdir / RUNNER_LOG).read_text(errors="replace").splitlines()[-50:]
+        except OSError:
+            lines = []
+        said = [line.removeprefix("tomato: ") for line in lines if line.startswith("tomato: ")]
+        return said[-1] if said else f"see {self.logdir / RUNNER_LOG}"
+
+    def _free(self, runner: JobRunner) -> bool:
         return (
             runner.alive()
             and not runner.retired
@@ -144,7 +161,7 @@ class JobLauncher:
             live = {id(r) for r in self.runners if r.alive()}
             self.by_job = {j: r for j, r in self.by_job.items() if id(r) in live or r.jobs}
 
-    def _retire(self, runner: Runner) -> None:
+    def _retire(self, runner: JobRunner) -> None:
         """No more jobs for this runner: it exits once its jobs have ended."""
         runner.retired = True
         try:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tomato_cli.orchestration.states import PREFECT_STATE
+from tomato_cli.prefect_internals import send_worker_heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +87,8 @@ class FlowRuns:
 
     def heartbeat(self) -> None:
         """Mark the work pool as served, so the UI shows it ready."""
-        self.client.send_worker_heartbeat(
-            self.pool, f"tomato-daemon-{self.port}", heartbeat_interval_seconds=WORKER_HEARTBEAT_S
+        send_worker_heartbeat(
+            self.client, self.pool, f"tomato-daemon-{self.port}", WORKER_HEARTBEAT_S
         )
 
     def sync_pipeline_slots(self, pipelines: dict[str, bool]) -> None:

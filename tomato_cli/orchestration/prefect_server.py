@@ -1,5 +1,8 @@
 """Runs the embedded Prefect server: ``prefect server start`` with two SQLite fixes.
 
+The fixes are applied through :mod:`tomato_cli.prefect_internals`, which
+checks that Prefect is shaped as they expect.
+
 1. Writers take turns. Prefect opens SQLite write transactions as DEFERRED. One that
    reads first (creating a flow run from a deployment does) and then writes fails at
    once with "database is locked" (SQLITE_BUSY_SNAPSHOT) if any other writer committed
@@ -28,7 +31,6 @@ import weakref
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
-from typing import Any
 
 TURN_LIMIT_S = 10.0
 
@@ -70,44 +72,17 @@ async def writer_turn() -> AsyncGenerator[None, None]:
             lock.release()
 
 
-def queue_sqlite_writers() -> None:
-    from prefect.server.database import configurations
-
-    config = configurations.AioSqliteConfiguration
-    original = config.begin_transaction
-
-    @asynccontextmanager
-    async def begin_transaction(
-        self: Any, session: Any, with_for_update: bool = False
-    ) -> AsyncGenerator[Any, None]:
-        async with writer_turn():
-            async with original(self, session, with_for_update=True) as transaction:
-                yield transaction
-
-    config.begin_transaction = begin_transaction  # type: ignore[method-assign]
-
-
-def free_websockets_from_request_limit() -> None:
-    from prefect.server.api import server
-
-    limited = server.RequestLimitMiddleware.__call__
-
-    async def call(self: Any, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "websocket":
-            await self.app(scope, receive, send)
-        else:
-            await limited(self, scope, receive, send)
-
-    server.RequestLimitMiddleware.__call__ = call  # type: ignore[method-assign]
-
-
 def main() -> None:
-    queue_sqlite_writers()
-    free_websockets_from_request_limit()
-    from prefect.cli import app
+    from tomato_cli import prefect_internals as internals
 
-    sys.argv = ["prefect", "server", "start", *sys.argv[1:]]
-    sys.exit(app())
+    try:
+        internals.queue_sqlite_writers(writer_turn)
+        internals.free_websockets_from_request_limit()
+        internals.check_service_settings()
+    except internals.PrefectInternalsChanged as exc:
+        print(f"tomato: {exc}", file=sys.stderr, flush=True)
+        sys.exit(3)
+    internals.run_server_cli(sys.argv[1:])
 
 
 if __name__ == "__main__":

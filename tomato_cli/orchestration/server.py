@@ -12,6 +12,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from tomato_cli.prefect_internals import service_env
 from tomato_cli.processes import alive, kill
 from tomato_cli.rpc import LOOPBACK
 
@@ -75,19 +76,12 @@ def server_env(target: PrefectTarget, port: int) -> dict[str, str]:
             "PREFECT_API_DATABASE_TIMEOUT": "60",
             # a busy SQLite becomes a 503 that clients retry; log it, so it can be seen
             "PREFECT_API_LOG_RETRYABLE_ERRORS": "true",
-            # Flow runs are started by the tomato daemon, never by a scheduler or worker;
-            # waiting jobs are PAUSED without a timeout and must never expire or go Late;
-            # cancels are handled by the daemon. Without these services (and without
-            # automations and the event feed) the server needs far less CPU per job.
-            "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
-            "PREFECT_SERVER_SERVICES_FOREMAN_ENABLED": "false",
-            "PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED": "false",
-            "PREFECT_SERVER_SERVICES_PAUSE_EXPIRATIONS_ENABLED": "false",
-            "PREFECT_SERVER_SERVICES_CANCELLATION_CLEANUP_ENABLED": "false",
-            "PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "false",
-            "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED": "false",
         }
     )
+    # Flow runs are started by the tomato daemon, never by a scheduler or worker; waiting
+    # jobs are PAUSED without a timeout and must never expire or go Late. Without these
+    # services the server needs far less CPU per job.
+    env.update(service_env())
     if target.auth_string:
         env["PREFECT_SERVER_API_AUTH_STRING"] = target.auth_string
     return env
@@ -175,7 +169,22 @@ class EmbeddedServer:
             log.error("embedded Prefect server is running but hung; restarting it")
             kill(self.proc.pid)
             self.proc.wait()
+        why = self._last_words()
+        if why:
+            log.error("embedded Prefect server: %s", why)
+            return why
         return "embedded Prefect server did not become healthy (see prefect-server.log)"
+
+    def _last_words(self) -> str | None:
+        """What the server process said when it refused to start (``tomato: ...``)."""
+        try:
+            with open(self.logfile, "rb") as log_file:
+                log_file.seek(max(0, log_file.seek(0, 2) - 4096))
+                lines = log_file.read().decode(errors="replace").splitlines()
+        except OSError:
+            return None
+        said = [line.removeprefix("tomato: ") for line in lines if line.startswith("tomato: ")]
+        return said[-1] if said else None
 
     def stop(self) -> None:
         pid = self.proc.pid if self.proc is not None else _read_pid(self.pidfile)

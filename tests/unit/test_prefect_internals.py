@@ -1,0 +1,119 @@
+"""The guards around Prefect internals: they pass on the installed Prefect and fail loudly
+when what they rely on changes. (What each adjustment does is tested against a real server
+in tests/integration/test_prefect_server.py and test_concurrency.py.)"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import types
+
+import pytest
+
+from tomato_cli import prefect_internals as internals
+
+
+def run(code: str) -> subprocess.CompletedProcess[str]:
+    """Apply adjustments in a process of their own: they change Prefect's classes."""
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_supported_version_is_installed() -> None:
+    internals.check_version()
+
+
+def test_another_version_is_refused_with_the_way_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(internals, "prefect_version", lambda: "3.10.2")
+    with pytest.raises(internals.PrefectInternalsChanged) as info:
+        internals.check_version()
+    assert "Prefect 3.10.2 is installed" in str(info.value)
+    assert "prefect==3.9.*" in str(info.value)
+
+
+def test_global_references_are_found() -> None:
+    import prefect.flow_engine as engine
+
+    assert internals._references(engine, "observe_flow_run_suspension")
+    assert not internals._references(engine, "no_such_name_anywhere")
+
+
+def test_suspension_guard_refuses_an_engine_that_no_longer_looks_it_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """If Prefect called the observer through another module, replacing the attribute of
+    prefect.flow_engine would silently do nothing: the guard must say so instead."""
+    import prefect.flow_engine as engine
+
+    monkeypatch.setattr(internals, "_references", lambda module, name: False)
+    original = engine.observe_flow_run_suspension
+    with pytest.raises(internals.PrefectInternalsChanged, match="no longer calls"):
+        internals.skip_suspension_observer()
+    assert engine.observe_flow_run_suspension is original
+
+
+def test_suspension_observer_is_replaced() -> None:
+    out = run(
+        "import prefect.flow_engine as e\n"
+        "from tomato_cli import prefect_internals as i\n"
+        "before = e.observe_flow_run_suspension\n"
+        "i.skip_suspension_observer()\n"
+        "assert e.observe_flow_run_suspension is not before\n"
+        "with e.observe_flow_run_suspension('id', None): pass\n"
+        "print('ok')"
+    )
+    assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_server_adjustments_apply_to_the_installed_prefect() -> None:
+    out = run(
+        "from prefect.server.database import configurations as c\n"
+        "from prefect.server.api import server as s\n"
+        "from tomato_cli import prefect_internals as i\n"
+        "from tomato_cli.orchestration.prefect_server import writer_turn\n"
+        "tx, call = c.AioSqliteConfiguration.begin_transaction, s.RequestLimitMiddleware.__call__\n"
+        "i.queue_sqlite_writers(writer_turn)\n"
+        "i.free_websockets_from_request_limit()\n"
+        "i.check_service_settings()\n"
+        "assert c.AioSqliteConfiguration.begin_transaction is not tx\n"
+        "assert s.RequestLimitMiddleware.__call__ is not call\n"
+        "print('ok')"
+    )
+    assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_server_guards_refuse_changed_shapes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from prefect.server.database import configurations
+
+    class Changed:
+        async def begin_transaction(self, session, read_only=False):  # noqa: ANN001
+            pass
+
+    monkeypatch.setattr(configurations, "AioSqliteConfiguration", Changed)
+    with pytest.raises(internals.PrefectInternalsChanged, match="begin_transaction"):
+        internals.queue_sqlite_writers(lambda: None)
+
+
+def test_service_switches_name_real_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    internals.check_service_settings()
+    env = internals.service_env()
+    assert env["PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED"] == "false"
+    monkeypatch.setattr(internals, "OFF_SERVICES", ("scheduler", "no_such_service"))
+    with pytest.raises(internals.PrefectInternalsChanged, match="no_such_service"):
+        internals.check_service_settings()
+
+
+def test_heartbeat_guard() -> None:
+    calls = []
+
+    class Client:
+        def send_worker_heartbeat(
+            self, work_pool_name, worker_name, heartbeat_interval_seconds=None  # noqa: ANN001
+        ):
+            calls.append((work_pool_name, worker_name, heartbeat_interval_seconds))
+
+    internals.send_worker_heartbeat(Client(), "pool", "me", 30.0)
+    assert calls == [("pool", "me", 30.0)]
+    with pytest.raises(internals.PrefectInternalsChanged, match="send_worker_heartbeat"):
+        internals.send_worker_heartbeat(types.SimpleNamespace(), "pool", "me", 30.0)

@@ -1,0 +1,227 @@
+"""Every place where tomato relies on Prefect 3.9 internals, each guarded.
+
+Each adjustment first checks the Prefect version and the shape of what it relies on or
+replaces, and raises :class:`PrefectInternalsChanged` (with what changed) if Prefect is not
+as expected: a newer Prefect fails loudly at start-up instead of silently losing a fix.
+Moving to a newer Prefect means re-checking this module (and its tests in
+tests/unit/test_prefect_internals.py and tests/integration/test_prefect_server.py).
+
+| adjustment | where it is applied | why |
+|---|---|---|
+| SQLite writers take turns | embedded server | no "database is locked" under load |
+| websockets pass the request limit | embedded server | ~90 running jobs hung the server |
+| server services switched off | embedded server | CPU per job |
+| no suspension observer per flow run | job runner | a thread and a websocket per job |
+| run an existing flow run in a thread | job runner | one process hosts several jobs |
+| `prefect server start` in-process | embedded server | the two server fixes above |
+| worker heartbeat without a worker | daemon | the work pool shows Ready |
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import inspect
+import types
+from collections.abc import Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+
+SUPPORTED = "3.9"
+
+# Server services tomato does not use (setting names under server.services). The
+# scheduler, late-runs and pause-expiration services would move or mark tomato's waiting
+# runs; cancels are handled by the daemon; the foreman watches workers tomato does not run.
+OFF_SERVICES = (
+    "scheduler",
+    "foreman",
+    "late_runs",
+    "pause_expirations",
+    "cancellation_cleanup",
+    "triggers",
+    "event_persister",
+)
+
+
+class PrefectInternalsChanged(RuntimeError):
+    """The installed Prefect is not shaped as tomato expects."""
+
+
+def prefect_version() -> str:
+    return importlib.metadata.version("prefect")
+
+
+def check_version() -> None:
+    """Cheap (no import of Prefect): refuse a Prefect other than 3.9.x."""
+    version = prefect_version()
+    if version.split(".")[:2] != SUPPORTED.split("."):
+        raise PrefectInternalsChanged(
+            f"Prefect {version} is installed; tomato-prefect supports Prefect {SUPPORTED}.x "
+            f"(reinstall with: pip install 'prefect=={SUPPORTED}.*')"
+        )
+
+
+def _expect(condition: bool, what: str) -> None:
+    if not condition:
+        raise PrefectInternalsChanged(
+            f"Prefect {prefect_version()}: {what}; tomato-prefect supports Prefect {SUPPORTED}.x"
+        )
+
+
+def _params(func: Callable[..., Any]) -> list[str]:
+    return list(inspect.signature(func).parameters)
+
+
+def _references(module: types.ModuleType, name: str) -> bool:
+    """Whether code of ``module`` looks ``name`` up as a global (so that replacing the
+    module attribute changes what that code calls)."""
+
+    def code_objects(code: types.CodeType) -> Iterator[types.CodeType]:
+        yield code
+        for const in code.co_consts:
+            if isinstance(const, types.CodeType):
+                yield from code_objects(const)
+
+    for obj in vars(module).values():
+        funcs = []
+        if inspect.isfunction(obj) and obj.__module__ == module.__name__:
+            funcs.append(obj)
+        elif inspect.isclass(obj) and obj.__module__ == module.__name__:
+            funcs += [f for f in vars(obj).values() if inspect.isfunction(f)]
+        for func in funcs:
+            func = inspect.unwrap(func)
+            if any(name in c.co_names for c in code_objects(func.__code__)):
+                return True
+    return False
+
+
+# --- the embedded server -------------------------------------------------------------------
+def queue_sqlite_writers(turn: Callable[[], Any]) -> None:
+    """Every SQLite write transaction of the server first takes ``turn()`` (an async
+    context manager), then begins IMMEDIATE, so that its snapshot cannot go stale."""
+    check_version()
+    from prefect.server.database import configurations
+
+    config = getattr(configurations, "AioSqliteConfiguration", None)
+    _expect(config is not None, "AioSqliteConfiguration is gone")
+    original = getattr(config, "begin_transaction", None)
+    _expect(
+        original is not None and _params(original)[:3] == ["self", "session", "with_for_update"],
+        "AioSqliteConfiguration.begin_transaction(self, session, with_for_update) changed",
+    )
+
+    @asynccontextmanager
+    async def begin_transaction(self: Any, session: Any, with_for_update: bool = False) -> Any:
+        async with turn():
+            async with original(self, session, with_for_update=True) as transaction:
+                yield transaction
+
+    config.begin_transaction = begin_transaction  # type: ignore[union-attr]
+
+
+def free_websockets_from_request_limit() -> None:
+    """Only HTTP requests count against Prefect's limit of concurrent requests on SQLite;
+    an open websocket (one per watching client) held its place for as long as it lived."""
+    check_version()
+    from prefect.server.api import server
+
+    middleware = getattr(server, "RequestLimitMiddleware", None)
+    _expect(middleware is not None, "prefect.server.api.server.RequestLimitMiddleware is gone")
+    limited = middleware.__call__  # type: ignore[union-attr]
+    _expect(
+        _params(limited) == ["self", "scope", "receive", "send"],
+        "RequestLimitMiddleware.__call__(self, scope, receive, send) changed",
+    )
+    _expect("app" in _params(middleware.__init__), "RequestLimitMiddleware(app, ...) changed")
+
+    async def call(self: Any, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            await self.app(scope, receive, send)
+        else:
+            await limited(self, scope, receive, send)
+
+    middleware.__call__ = call  # type: ignore[method-assign,union-attr]
+
+
+def check_service_settings() -> None:
+    """The service switches of ``OFF_SERVICES`` exist (an unknown PREFECT_* variable would
+    be ignored silently, leaving the service on)."""
+    check_version()
+    from prefect.settings import get_current_settings
+
+    services = get_current_settings().server.services
+    for name in OFF_SERVICES:
+        service = getattr(services, name, None)
+        _expect(
+            service is not None and hasattr(service, "enabled"),
+            f"the setting server.services.{name}.enabled is gone",
+        )
+
+
+def service_env() -> dict[str, str]:
+    """Environment that switches the ``OFF_SERVICES`` off."""
+    return {f"PREFECT_SERVER_SERVICES_{name.upper()}_ENABLED": "false" for name in OFF_SERVICES}
+
+
+def run_server_cli(argv: list[str]) -> None:
+    """``prefect server start <argv>`` in this process (after the server fixes)."""
+    check_version()
+    import sys
+
+    from prefect import cli
+
+    _expect(hasattr(cli, "app"), "prefect.cli.app is gone")
+    sys.argv = ["prefect", "server", "start", *argv]
+    sys.exit(cli.app())
+
+
+# --- the job runner ------------------------------------------------------------------------
+@contextmanager
+def _no_suspension_observer(*args: Any, **kwargs: Any) -> Iterator[None]:
+    yield
+
+
+def skip_suspension_observer() -> None:
+    """Run flow runs without Prefect's per-run suspension observer.
+
+    For every flow run of a deployment, Prefect's engine starts a thread with its own event
+    loop and an events websocket, only to notice a suspension set from outside. The server
+    matches every event against every such subscription: with 160 running jobs that was a
+    third of its CPU, and 160 threads in the runners. Pauses and cancels made in Prefect
+    reach tomato jobs through the daemon instead.
+    """
+    check_version()
+    import prefect.flow_engine as engine
+
+    _expect(
+        callable(getattr(engine, "observe_flow_run_suspension", None)),
+        "prefect.flow_engine.observe_flow_run_suspension is gone",
+    )
+    _expect(
+        _references(engine, "observe_flow_run_suspension"),
+        "the flow engine no longer calls observe_flow_run_suspension as a module global",
+    )
+    engine.observe_flow_run_suspension = _no_suspension_observer  # type: ignore[assignment]
+
+
+def run_existing_flow_run(flow: Any, flow_run: Any, parameters: dict[str, Any]) -> Any:
+    """Run ``flow`` as the existing ``flow_run`` in this thread; returns its final state."""
+    from prefect.flow_engine import run_flow
+
+    _expect(
+        {"flow", "flow_run", "parameters", "return_type"} <= set(_params(run_flow)),
+        "prefect.flow_engine.run_flow(flow, flow_run, parameters, return_type) changed",
+    )
+    return run_flow(flow, flow_run=flow_run, parameters=parameters, return_type="state")
+
+
+# --- the daemon ------------------------------------------------------------------------------
+def send_worker_heartbeat(client: Any, pool: str, name: str, interval_s: float) -> None:
+    """Mark the work pool as served (Ready in the UI) without running a Prefect worker."""
+    method = getattr(client, "send_worker_heartbeat", None)
+    _expect(
+        method is not None
+        and {"work_pool_name", "worker_name", "heartbeat_interval_seconds"}
+        <= set(_params(method)),
+        "client.send_worker_heartbeat(work_pool_name, worker_name, ...) changed",
+    )
+    method(pool, name, heartbeat_interval_seconds=interval_s)
