@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -164,3 +165,73 @@ def test_bad_settings_file_is_refused(fresh: Tomato, content: bytes, reason: str
     msg = fresh.fails("tomato", "start")
     assert reason in msg and "settings.toml" in msg, msg
     assert "no tomato daemon answers" in fresh.fails("tomato", "status")
+
+
+def _alias_bomb(levels: int = 9) -> str:
+    """A few hundred bytes of YAML that stand for 9**levels values ("billion laughs")."""
+    lines = ["a0: &a0 [" + ", ".join(['"xxxxxxxxxx"'] * 9) + "]"]
+    for i in range(1, levels):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]")
+    return "\n".join(lines)
+
+
+def _bomb_in_task_params(folder: Path) -> Path:
+    """The bomb's anchors under an extension key, used as a task parameter's value."""
+    payload = yaml.safe_dump(counter_payload("bad-input")).replace(
+        "technique_name: count", "technique_name: count\n  task_params: {choice: *a8}"
+    )
+    path = folder / "payload.yml"
+    path.write_text("x-anchors:\n    " + _alias_bomb().replace("\n", "\n    ") + "\n" + payload)
+    return path
+
+
+PATHOLOGICAL: list[tuple[str, Callable[[Path], Path], str]] = [
+    ("power tower in a task param", payload_with(task_params={"param": "1 s**9**9**9"}), "param"),
+    (
+        "nested powers in a task param",
+        payload_with(task_params={"param": "1 km**(9**(9**9))"}),
+        "param",
+    ),
+    ("power tower as a duration", payload_with(max_duration="1 s**9**9**9"), "max_duration"),
+    ("YAML alias bomb", raw(_alias_bomb().encode()), "aliases"),
+    ("YAML alias bomb in task params", _bomb_in_task_params, "aliases"),
+]
+
+
+def _drivers(lab: Tomato) -> dict[str, tuple[int, int]]:
+    return {d["name"]: (d["pid"], d["restarts"]) for d in lab.ok("tomato", "status", "drivers")}
+
+
+@pytest.mark.parametrize("case, make, reason", PATHOLOGICAL, ids=[c[0] for c in PATHOLOGICAL])
+def test_every_user_value_has_a_bounded_cost(
+    lab: Tomato, tmp_path: Path, case: str, make, reason: str
+) -> None:
+    """A pathological value is refused quickly and never reaches (or stops) a driver host."""
+    before, drivers = _state(lab), _drivers(lab)
+    path = make(tmp_path)
+    t0 = time.monotonic()
+    msg = lab.fails("ketchup", "submit", str(path), cwd=tmp_path)
+    assert time.monotonic() - t0 < 10, "two CLI runs took too long"
+    assert reason in msg, f"{case}: {msg}"
+    assert _state(lab) == before
+    assert _drivers(lab) == drivers  # no driver host was hung, killed or restarted
+
+
+@pytest.mark.parametrize("value", ["1 s**9**9**9", "1 km**(9**(9**9))", "1 " + "(s)**9" * 15])
+def test_passata_set_has_a_bounded_cost(lab: Tomato, value: str) -> None:
+    drivers = _drivers(lab)
+    t0 = time.monotonic()
+    msg = lab.fails("passata", "set", "example-addr,4", "param", value)
+    assert time.monotonic() - t0 < 10
+    assert "param" in msg, msg
+    assert lab.ok("passata", "get", "example-addr,4", "param")["value"] == 1.0
+    assert _drivers(lab) == drivers
+
+
+def test_devices_file_alias_bomb_is_refused(fresh: Tomato) -> None:
+    fresh.init()
+    fresh.devices_file.write_text(_alias_bomb() + "\n" + fresh.devices_file.read_text())
+    t0 = time.monotonic()
+    msg = fresh.fails("tomato", "start")
+    assert time.monotonic() - t0 < 20
+    assert "devices file" in msg and "aliases" in msg, msg

@@ -10,6 +10,9 @@ import yaml
 from pydantic import ValidationError
 
 MAX_FILE_BYTES = 1 << 20
+# YAML aliases can make a small file stand for an enormous structure ("billion laughs"),
+# which anything that walks it (validation, JSON, NetCDF attributes) would then expand
+MAX_NODES = 200_000
 
 
 def one_line(text: object) -> str:
@@ -54,6 +57,25 @@ def _parse(text: str) -> Any:
         raise ValueError(f"malformed YAML{at}: {one_line(problem)}") from None
 
 
+def check_size(data: Any, limit: int = MAX_NODES) -> None:
+    """Raise ValueError if ``data`` holds more than ``limit`` values once shared parts
+    (YAML aliases) are counted every time they are used. Stops counting at the limit, so
+    the cost is bounded whatever the input."""
+    stack = [data]
+    seen = 0
+    while stack:
+        node = stack.pop()
+        seen += 1
+        if seen > limit:
+            raise ValueError(
+                f"holds more than {limit} values once its YAML aliases are expanded"
+            )
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
 def load_mapping(
     path: Path, what: str, error: type[ValueError], limit: int = MAX_FILE_BYTES
 ) -> dict[str, Any]:
@@ -67,6 +89,10 @@ def load_mapping(
         raise error(f"{what} {path}: nested too deeply") from None
     if data is None:
         raise error(f"{what} {path}: is empty")
+    try:
+        check_size(data)
+    except ValueError as exc:
+        raise error(f"{what} {path}: {exc}") from None
     if not isinstance(data, dict):
         raise error(f"{what} {path}: must hold a mapping, not a {type(data).__name__}")
     return data

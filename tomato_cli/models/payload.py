@@ -15,7 +15,7 @@ from pydantic import (
 )
 
 from tomato_cli.models.errors import PayloadError
-from tomato_cli.models.files import format_error, load_mapping
+from tomato_cli.models.files import check_size, format_error, load_mapping
 from tomato_cli.models.upgrade import CURRENT, original_version, upgrade
 from tomato_cli.units import to_seconds
 
@@ -179,6 +179,7 @@ def parse_payload(data: dict[str, Any], source: str = "payload") -> Payload:
     if not isinstance(data, dict):
         raise PayloadError(f"{source}: must hold a mapping, not a {type(data).__name__}")
     try:
+        check_size(data)
         upgraded = upgrade(data)
     except ValueError as exc:
         raise PayloadError(f"{source}: {exc}") from None
