@@ -20,7 +20,7 @@ def test_default_settings(tmp_path):
     s = default_settings(tmp_path / "app", tmp_path / "data", tmp_path / "log")
     assert s.jobs.storage == tmp_path / "data" / "Jobs"
     assert s.devices.config == tmp_path / "app" / "devices.yml"
-    assert s.prefect.url is None and s.prefect.port is None and s.prefect.ui is True
+    assert s.prefect.url is None and s.prefect.port is None
     assert s.drivers == {}
 
 
@@ -41,7 +41,6 @@ def test_round_trip_full(tmp_path):
     s.prefect.url = "http://127.0.0.1:4200/api"
     s.prefect.port = 4321
     s.prefect.api_key = "key\\with\nspecials"
-    s.prefect.ui = False
     path = tmp_path / SETTINGS_FILE
     write_settings(s, path)
     assert load_settings(path) == s
@@ -102,3 +101,12 @@ def test_valid_base_text(tmp_path):
 def test_default_dirs():
     appdir, datadir, logdir = default_dirs()
     assert all(isinstance(p, Path) and "tomato" in str(p) for p in (appdir, datadir, logdir))
+
+
+def test_settings_written_by_the_first_version_still_load(tmp_path):
+    path = tmp_path / SETTINGS_FILE
+    path.write_text(
+        'datadir = "data"\nlogdir = "log"\n[jobs]\nstorage = "data/Jobs"\n'
+        '[devices]\nconfig = "devices.yml"\n[prefect]\nui = true\n'
+    )
+    assert load_settings(path).prefect.url is None

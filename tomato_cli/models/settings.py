@@ -10,7 +10,14 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from tomato_cli.models.errors import ConfigError
 from tomato_cli.models.files import format_error, one_line, read_text
@@ -49,7 +56,14 @@ class PrefectSettings(BaseModel):
     port: int | None = Field(default=None, gt=0, lt=65536)  # embedded server; None: automatic
     api_key: str | None = None
     auth_string: str | None = None
-    ui: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_ui(cls, data: Any) -> Any:
+        """``ui = true`` was written by the first ``tomato init`` and never did anything."""
+        if isinstance(data, dict) and "ui" in data:
+            data = {k: v for k, v in data.items() if k != "ui"}
+        return data
 
     @field_validator("url")
     @classmethod
