@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -13,26 +12,50 @@ from typing import Any
 from drivers.client import DriverClient
 from tomato_cli.models import Component, Job
 from tomato_cli.models.context import JobContext
-from tomato_cli.models.job import CANCEL_FILE, write_final
+from tomato_cli.models.job import PAUSE_FILE, read_cancel, write_final
 from tomato_cli.rpc import Unreachable, call
-from tomato_cli.store import JobStore
 
 log = logging.getLogger(__name__)
 
-CANCEL_POLL_S = 0.5
+MAILBOX_POLL_S = 0.5
 
-# contexts handed over by the daemon before the flow run starts (see flows.runner)
-PRELOADED: dict[int, JobContext] = {}
+# The daemon's grant, handed to this job runner over its private pipe before the flow run
+# starts (see flows.runner), by flow run id. A flow run started any other way (a Prefect
+# worker, a script) finds nothing here and must not touch an instrument.
+PRELOADED: dict[str, JobContext] = {}
 
 
-def load_context(jobid: int) -> JobContext:
-    if jobid in PRELOADED:
-        return PRELOADED.pop(jobid)
-    port = int(os.environ.get("TOMATO_DAEMON_PORT", "1234"))
-    reply = call(port, "job_context", jobid=jobid)
+class NotGranted(RuntimeError):
+    """This flow run was not started by the tomato daemon's gate."""
+
+
+def granted_context(flow_run_id: str) -> JobContext:
+    """The context the daemon granted this flow run, checked with the daemon.
+
+    Raises :class:`NotGranted` for a flow run the daemon did not start, or whose grant it
+    no longer recognises. A daemon that does not answer (restarting) is trusted: the grant
+    came from it over the runner's own pipe.
+    """
+    context = PRELOADED.pop(flow_run_id, None)
+    if context is None or context.grant is None:
+        raise NotGranted(
+            "this flow run was not started by the tomato daemon's gate, which alone starts "
+            "a job, on a pipeline it grants it; nothing was touched"
+        )
+    try:
+        reply = call(
+            context.daemon_port,
+            "job_grant",
+            jobid=context.jobid,
+            flow_run_id=flow_run_id,
+            grant=context.grant,
+        )
+    except Unreachable:
+        log.warning("job %s: the daemon did not answer the grant check", context.jobid)
+        return context
     if not reply.success:
-        raise RuntimeError(reply.msg)
-    return JobContext.model_validate(reply.data)
+        raise NotGranted(f"the tomato daemon does not grant this run a pipeline: {reply.msg}")
+    return context
 
 
 @dataclass
@@ -41,24 +64,31 @@ class JobRun:
 
     context: JobContext
     job: Job = field(init=False)
-    store: JobStore = field(init=False)
     cancel: threading.Event = field(default_factory=threading.Event)
+    resumed: threading.Event = field(default_factory=threading.Event)  # clear while paused
     started: dict[str, threading.Event] = field(default_factory=dict)
     finished: dict[str, threading.Event] = field(default_factory=dict)
     steps_done: threading.Event = field(default_factory=threading.Event)
     samples: dict[str, int] = field(default_factory=dict)
     latest: dict[str, dict[str, Any]] = field(default_factory=dict)
+    end_as: tuple[str, str] = ("cd", "cancelled")  # how a cancel ends the job, and why
 
     def __post_init__(self) -> None:
+        from tomato_cli.store import JobStore
+
         self.job = self.context.job
+        self.jobdir = Path(self.job.jobpath)
         self.daemon_port = self.context.daemon_port
-        self.store = JobStore(Path(self.job.jobpath))
+        self.store = JobStore(self.jobdir)
         for task in self.job.payload.method:
             if task.task_name:
                 self.started[task.task_name] = threading.Event()
                 self.finished[task.task_name] = threading.Event()
         self._drivers: dict[str, DriverClient] = {}
         self.t0 = time.time()
+        self.paused_s = 0.0  # time spent paused, for the progress bar
+        self._paused_at = 0.0
+        self.resumed.set()
 
     # components and drivers
     def component(self, role: str) -> Component:
@@ -86,11 +116,11 @@ class JobRun:
             time.sleep(1.0)
             return self.driver(role, refresh=True).call(cmd, key=key, **args)
 
-    # daemon
+    # the daemon
     def report(self, status: str, error: str | None = None) -> None:
         """Tell the daemon; the final status is also written to the job folder first."""
         if status != "r":
-            write_final(Path(self.job.jobpath), status, error)
+            write_final(self.jobdir, status, error)
         for _ in range(3):
             try:
                 call(self.daemon_port, "job_update", jobid=self.job.id, status=status, error=error)
@@ -99,17 +129,38 @@ class JobRun:
                 time.sleep(1.0)
         log.warning("daemon unreachable; it will read the job's final status from its folder")
 
-    def watch_cancel(self) -> None:
-        """Background thread: a cancel asked of the daemon (CLI or Prefect UI) stops the job.
+    def watch_mailbox(self) -> None:
+        """Background thread: the daemon's requests, left as files in the job folder.
 
-        The daemon says so with a file in the job folder (see CANCEL_FILE)."""
-        signal = Path(self.job.jobpath) / CANCEL_FILE
+        ``cancel`` (CLI, Prefect UI, tomato stop) stops the job; ``pause`` holds it until
+        the file is gone. Files, not RPCs: they cost a stat, and survive a daemon restart."""
 
         def loop() -> None:
             while not self.steps_done.is_set():
-                if signal.exists():
+                asked = read_cancel(self.jobdir)
+                if asked is not None:
+                    self.end_as = asked
                     self.cancel.set()
+                    self.resumed.set()  # a paused job wakes up to end
                     return
-                self.steps_done.wait(CANCEL_POLL_S)
+                pause = (self.jobdir / PAUSE_FILE).exists()
+                if pause and self.resumed.is_set():
+                    self._paused_at = time.time()
+                    self.resumed.clear()
+                elif not pause and not self.resumed.is_set():
+                    self.paused_s += time.time() - self._paused_at
+                    self.resumed.set()
+                self.steps_done.wait(MAILBOX_POLL_S)
 
-        threading.Thread(target=loop, name="cancel-watch", daemon=True).start()
+        threading.Thread(target=loop, name="mailbox-watch", daemon=True).start()
+
+    def wait_while_paused(self) -> bool:
+        """Block while the job is paused; False if it was cancelled meanwhile."""
+        self.resumed.wait()
+        return not self.cancel.is_set()
+
+    def active_s(self) -> float:
+        """Seconds the job has run, pauses left out."""
+        now = time.time()
+        pausing = 0.0 if self.resumed.is_set() else now - self._paused_at
+        return now - self.t0 - self.paused_s - pausing

@@ -6,7 +6,6 @@ import contextvars
 import threading
 import time
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -16,13 +15,14 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import Abort
 from prefect.futures import wait
 from prefect.states import Cancelled, Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.context import JobRun, load_context
+from flows.context import JobRun, NotGranted, granted_context
 from tomato_cli.models import Task
-from tomato_cli.store.results import write_final_results, write_job_results
+from tomato_cli.store.results import write_final_results
 
 PROGRESS_EVERY_S = 5.0
 LATEST_EVERY_S = 30.0
@@ -58,25 +58,34 @@ def _collect(run: JobRun, role: str, index: int) -> int:
     return n
 
 
+def _start_task(run: JobRun, step: Task, role: str, duration: float) -> float:
+    run.driver_call(
+        role,
+        "task_start",
+        technique_name=step.technique_name,
+        max_duration=duration,
+        sampling_interval=step.sampling_interval,
+        task_params=step.task_params,
+    )
+    return time.monotonic()
+
+
 @task(cache_policy=NO_CACHE, log_prints=True)
 def run_step(run: JobRun, index: int) -> dict[str, Any]:
-    """Run method[index] on its component until it ends, is stopped, or the job is cancelled."""
+    """Run method[index] on its component until it ends, is stopped, or the job is cancelled.
+
+    A pause stops the step on the hardware (its data kept); on resume the step runs for
+    the rest of its ``max_duration``.
+    """
     logger = get_run_logger()
     step = run.job.payload.method[index]
     role = step.component_role
     if step.start_with_task_name and not _wait_trigger(run, step.start_with_task_name):
         return {"samples": 0, "ended": "cancelled before start"}
-    if run.cancel.is_set():
+    if not run.wait_while_paused() or run.cancel.is_set():
         return {"samples": 0, "ended": "cancelled before start"}
     stop_on = run.started.get(step.stop_with_task_name) if step.stop_with_task_name else None
-    run.driver_call(
-        role,
-        "task_start",
-        technique_name=step.technique_name,
-        max_duration=step.max_duration,
-        sampling_interval=step.sampling_interval,
-        task_params=step.task_params,
-    )
+    started = _start_task(run, step, role, step.max_duration)
     if step.task_name:
         run.started[step.task_name].set()
     logger.info(
@@ -87,7 +96,7 @@ def run_step(run: JobRun, index: int) -> dict[str, Any]:
         step.sampling_interval,
     )
     poll = polling_interval(step)
-    samples, ended = 0, "completed"
+    samples, ended, ran_s = 0, "completed", 0.0
     try:
         while True:
             stop = run.cancel.wait(poll)
@@ -100,6 +109,20 @@ def run_step(run: JobRun, index: int) -> dict[str, Any]:
                 samples += _collect(run, role, index)
                 break
             samples += _collect(run, role, index)
+            if not run.resumed.is_set():
+                run.driver_call(role, "task_stop")  # paused: the instrument stops now
+                samples += _collect(run, role, index)
+                ran_s += time.monotonic() - started
+                logger.info("%s: paused after %.6g s of %.6g s", role, ran_s, step.max_duration)
+                if not run.wait_while_paused():
+                    ended = "cancelled"
+                    break
+                left = step.max_duration - ran_s
+                if left < step.sampling_interval:
+                    break  # nothing left to sample
+                logger.info("%s: resumed for the remaining %.6g s", role, left)
+                started = _start_task(run, step, role, left)
+                continue
             status = run.driver_call(role, "task_status")
             if status.get("error"):
                 samples += _collect(run, role, index)  # keep what came before the error
@@ -112,18 +135,6 @@ def run_step(run: JobRun, index: int) -> dict[str, Any]:
             run.finished[step.task_name].set()
     logger.info("%s: %s %s with %d samples", role, step.technique_name, ended, samples)
     return {"samples": samples, "ended": ended}
-
-
-@task(cache_policy=NO_CACHE)
-def periodic_snapshots(run: JobRun) -> int:
-    """Write snapshots on the payload's interval until the steps are done."""
-    snap = run.job.payload.settings.snapshot
-    assert snap is not None
-    count = 0
-    while not run.steps_done.wait(snap.frequency):
-        write_job_results(run.context, Path(run.job.snappath), run.job)
-        count += 1
-    return count
 
 
 @task(cache_policy=NO_CACHE)
@@ -171,7 +182,7 @@ def _progress_loop(run: JobRun, artifact_id: Any) -> None:
     total = _planned_duration(run)
     last_table = 0.0
     while not run.steps_done.wait(PROGRESS_EVERY_S):
-        pct = min(99.0, 100.0 * (time.time() - run.t0) / total)
+        pct = min(99.0, 100.0 * run.active_s() / total)
         try:
             update_progress_artifact(artifact_id, pct)
             if time.monotonic() - last_table >= LATEST_EVERY_S:
@@ -182,23 +193,35 @@ def _progress_loop(run: JobRun, artifact_id: Any) -> None:
 
 
 @flow(name="tomato-job", task_runner=ThreadPoolTaskRunner(max_workers=64), persist_result=False)
-def tomato_job(jobid: int):
-    """Run one tomato job on the pipeline the daemon assigned to it."""
+def tomato_job(jobid: int | None = None, payload: dict[str, Any] | str | None = None):
+    """Run one tomato job on the pipeline the daemon's gate granted it.
+
+    A run made in Prefect carries a ``payload``: the daemon turns it into a job, which then
+    waits for its pipeline like any other. Run in any other way (a Prefect worker, a
+    script), the flow refuses before it touches anything.
+    """
+    from prefect.runtime import flow_run
+
     logger = get_run_logger()
-    run = JobRun(load_context(jobid))
-    payload = run.job.payload
+    try:
+        context = granted_context(str(flow_run.id))
+    except NotGranted as exc:
+        logger.error("refused: %s", exc)
+        raise Abort(f"tomato: {exc}") from None
+    run = JobRun(context)
+    payload_ = run.job.payload
     logger.info(
-        "job %s: sample %r on pipeline %r", jobid, payload.sample.identifier, run.job.pipeline
+        "job %s: sample %r on pipeline %r", run.job.id, payload_.sample.identifier, run.job.pipeline
     )
     run.report("r")
-    run.watch_cancel()
-    artifact = create_progress_artifact(0.0, description=f"tomato job {jobid}")
-    context = contextvars.copy_context()  # artifacts made there belong to this flow run
-    threading.Thread(target=context.run, args=(_progress_loop, run, artifact), daemon=True).start()
+    run.watch_mailbox()
+    artifact = create_progress_artifact(0.0, description=f"tomato job {run.job.id}")
+    copied = contextvars.copy_context()  # artifacts made there belong to this flow run
+    threading.Thread(target=copied.run, args=(_progress_loop, run, artifact), daemon=True).start()
 
     previous: dict[str, Any] = {}
     futures = []
-    for index, step in enumerate(payload.method):
+    for index, step in enumerate(payload_.method):
         role = step.component_role
         name = step.task_name or f"{index}-{role}-{step.technique_name}"
         future = run_step.with_options(task_run_name=name).submit(
@@ -206,12 +229,13 @@ def tomato_job(jobid: int):
         )
         previous[role] = future
         futures.append(future)
-    snapshots = periodic_snapshots.submit(run) if payload.settings.snapshot else None
     wait(futures)
     run.steps_done.set()
-    if snapshots is not None:
-        wait([snapshots])
+    return _finish(run, futures, artifact)
 
+
+def _finish(run: JobRun, futures: list[Any], artifact: Any) -> Any:
+    """Reset the components, write the results, tell the daemon; the flow run's state."""
     errors = [_failure(f.state) for f in futures if not f.state.is_completed()]
     try:
         reset_components(run)
@@ -226,11 +250,15 @@ def tomato_job(jobid: int):
         path = None
     run.store.close()
     total = sum(run.samples.values())
+    end_as, reason = run.end_as
     # the daemon hears the end first: Prefect calls below may wait for an absent server
     if errors:
         message = "; ".join(errors)
         run.report("ce", message)
         state = Failed(message=message)
+    elif run.cancel.is_set() and end_as == "ce":
+        run.report("ce", reason)
+        state = Failed(message=f"{reason}; {total} samples kept in {path}")
     elif run.cancel.is_set():
         run.report("cd", "cancelled")
         state = Cancelled(message=f"cancelled; {total} samples kept in {path}")

@@ -61,10 +61,11 @@ def run_job(context: JobContext) -> None:
     for logger in loggers:
         logger.addHandler(handler)
     try:
-        PRELOADED[jobid] = context
+        assert context.flow_run_id is not None
+        PRELOADED[context.flow_run_id] = context  # the daemon's grant, for this run only
         with get_client(sync_client=True) as client:
             flow_run = client.read_flow_run(context.flow_run_id)
-        workers = len(context.job.payload.method) + 2
+        workers = len(context.job.payload.method) + 1
         job_flow = tomato_job.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))
         run_existing_flow_run(job_flow, flow_run, {"jobid": jobid})
     except Exception:

@@ -30,16 +30,10 @@ SUPPORTED = "3.9"
 
 # Server services tomato does not use (setting names under server.services). The
 # scheduler, late-runs and pause-expiration services would move or mark tomato's waiting
-# runs; cancels are handled by the daemon; the foreman watches workers tomato does not run.
-OFF_SERVICES = (
-    "scheduler",
-    "foreman",
-    "late_runs",
-    "pause_expirations",
-    "cancellation_cleanup",
-    "triggers",
-    "event_persister",
-)
+# runs, and cancels are handled by the daemon. (The triggers service and the event
+# persister run the automations of periodic snapshots; the foreman shows the pool, its
+# queues and the deployment Not Ready when the daemon is gone.)
+OFF_SERVICES = ("scheduler", "late_runs", "pause_expirations", "cancellation_cleanup")
 
 
 class PrefectInternalsChanged(RuntimeError):
@@ -97,8 +91,17 @@ def _references(module: types.ModuleType, name: str) -> bool:
 # --- the embedded server -------------------------------------------------------------------
 def queue_sqlite_writers(turn: Callable[[], Any]) -> None:
     """Every SQLite write transaction of the server first takes ``turn()`` (an async
-    context manager), then begins IMMEDIATE, so that its snapshot cannot go stale."""
+    context manager), then begins IMMEDIATE, so that its snapshot cannot go stale.
+
+    Prefect decides BEGIN DEFERRED or IMMEDIATE from a context variable read when a
+    connection first executes. The write transaction's connection is begun at once, and
+    the variable is set back to DEFERRED for its body: a session opened inside it (Prefect
+    reads in a second session while emitting events) must read, not wait for the write
+    lock its own task holds.
+    """
     check_version()
+    from contextvars import ContextVar
+
     from prefect.server.database import configurations
 
     config = getattr(configurations, "AioSqliteConfiguration", None)
@@ -108,12 +111,20 @@ def queue_sqlite_writers(turn: Callable[[], Any]) -> None:
         original is not None and _params(original)[:3] == ["self", "session", "with_for_update"],
         "AioSqliteConfiguration.begin_transaction(self, session, with_for_update) changed",
     )
+    mode = getattr(configurations, "SQLITE_BEGIN_MODE", None)
+    _expect(isinstance(mode, ContextVar), "configurations.SQLITE_BEGIN_MODE is gone")
+    assert mode is not None
 
     @asynccontextmanager
     async def begin_transaction(self: Any, session: Any, with_for_update: bool = False) -> Any:
         async with turn():
             async with original(self, session, with_for_update=True) as transaction:
-                yield transaction
+                await session.connection()  # BEGIN IMMEDIATE, now
+                token = mode.set("DEFERRED")
+                try:
+                    yield transaction
+                finally:
+                    mode.reset(token)
 
     config.begin_transaction = begin_transaction  # type: ignore[union-attr]
 

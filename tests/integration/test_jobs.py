@@ -280,8 +280,10 @@ def test_snapshots_on_demand_and_periodic(lab: Tomato, tmp_path: Path) -> None:
     assert job["status"] == "c"
     with open_results(tmp_path / f"results.{jobid}.nc") as dt:
         assert dt["counter"].sizes["uts"] >= 148
-    snaps = [t for t in task_runs(lab, job) if t["name"].startswith("periodic_snapshots")]
-    assert len(snaps) == 1 and snaps[0]["state"]["type"] == "COMPLETED"
+    # every 5 s is more often than Prefect's automations fire: the daemon writes them, and
+    # says so in the job's log
+    log = (Path(job["jobpath"]) / "job.log").read_text()
+    assert "more frequent than Prefect's automations can fire" in log
     assert "does not exist" in lab.fails("ketchup", "snapshot", "99999")
 
 

@@ -117,3 +117,42 @@ def test_heartbeat_guard() -> None:
     assert calls == [("pool", "me", 30.0)]
     with pytest.raises(internals.PrefectInternalsChanged, match="send_worker_heartbeat"):
         internals.send_worker_heartbeat(types.SimpleNamespace(), "pool", "me", 30.0)
+
+
+NESTED_READ = """
+import asyncio, os, sys, tempfile
+home = tempfile.mkdtemp()
+os.environ.update({
+    "PREFECT_HOME": home,
+    "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home}/prefect.db",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+})
+from tomato_cli import prefect_internals
+from tomato_cli.orchestration.prefect_server import writer_turn
+prefect_internals.queue_sqlite_writers(writer_turn)
+import httpx
+from prefect.server.api.server import create_app
+
+async def main() -> None:
+    app = create_app(ephemeral=True)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://x/api") as client:
+            await client.post("/work_pools/", json={"name": "pool", "type": "process"})
+            queue = (await client.post("/work_pools/pool/queues", json={"name": "q"})).json()
+            # pausing emits a status event, which Prefect reads in a second session
+            # while the write transaction is open
+            reply = await asyncio.wait_for(
+                client.patch(f"/work_queues/{queue['id']}", json={"is_paused": True}), 20
+            )
+            print(reply.status_code)
+
+asyncio.run(main())
+"""
+
+
+def test_a_read_inside_a_write_transaction_does_not_wait_for_its_own_lock() -> None:
+    """Without DEFERRED for the body, the second session began IMMEDIATE and waited for the
+    write lock of its own task until SQLite's 60 s busy timeout."""
+    out = run(NESTED_READ)
+    assert out.stdout.strip() == "204", out.stderr[-2000:]

@@ -83,6 +83,18 @@ def cancel(ctx: typer.Context, jobids: list[int] = typer.Argument(..., help="Job
 
 
 @app.command()
+def pause(ctx: typer.Context, jobids: list[int] = typer.Argument(..., help="Job ids.")):
+    """Pause running jobs: the step stops on the instrument; data and pipeline are kept."""
+    emit(ctx.obj, ask(ctx.obj, "job_pause", jobids=jobids))
+
+
+@app.command()
+def resume(ctx: typer.Context, jobids: list[int] = typer.Argument(..., help="Job ids.")):
+    """Resume paused jobs: the rest of the interrupted step, then the next steps."""
+    emit(ctx.obj, ask(ctx.obj, "job_resume", jobids=jobids))
+
+
+@app.command()
 def snapshot(ctx: typer.Context, jobid: int):
     """Write an up-to-date snapshot.<jobid>.nc into the current directory."""
     from tomato_cli.models.context import JobContext

@@ -153,6 +153,15 @@ def reload(ctx: typer.Context):
     emit(opts, ask(opts, "reload", timeout=60))
 
 
+def _sync_text(sync: dict[str, Any]) -> str:
+    """The truth about the Prefect sync, in words."""
+    if sync["state"] == "lagging":
+        return f"lagging by {sync['lagging']} change(s)"
+    if sync["state"] == "failing":
+        return f"failing: {sync['error']}"
+    return str(sync["state"])
+
+
 def _status_text(what: str, data: Any) -> str:
     if what == "pipelines":
         return table(data, ["name", "ready", "sampleid", "jobid"])
@@ -167,6 +176,7 @@ def _status_text(what: str, data: Any) -> str:
         f"port:       {data['port']} (pid {data['pid']})",
         f"settings:   {data['settings']}",
         f"Prefect UI: {prefect['ui_url']} ({'healthy' if prefect['healthy'] else 'starting'})",
+        f"sync:       {_sync_text(prefect['sync'])}",
         f"work pool:  {prefect.get('work_pool', '-')}",
         f"jobs:       {len(data['jobs']['running'])} running, {len(data['jobs']['queued'])} queued",
         "",

@@ -139,6 +139,27 @@ class DaemonApi:
             [j.model_dump(mode="json") for j in changed],
         )
 
+    def cmd_job_pause(self, jobids: list[int]) -> Reply:
+        return self._hold(jobids, "r", "pause", self.daemon.jobs.pause)
+
+    def cmd_job_resume(self, jobids: list[int]) -> Reply:
+        return self._hold(jobids, "rp", "resume", self.daemon.jobs.resume)
+
+    def _hold(self, jobids: list[int], needs: str, verb: str, act: Callable[..., Any]) -> Reply:
+        jobs = self.daemon.jobs.select(jobids)
+        wrong = [j for j in jobs if j.status != needs]
+        if wrong:
+            state = "running" if needs == "r" else "paused"
+            listed = ", ".join(f"{j.id} ({j.status})" for j in wrong)
+            raise RpcError(f"cannot {verb} job(s) that are not {state}: {listed}")
+        changed = act([j.id for j in jobs], Cause.COMMAND)
+        ids = ", ".join(str(j.id) for j in changed)
+        return Reply(True, f"{verb}d job(s) {ids}", [j.model_dump(mode="json") for j in changed])
+
+    def cmd_job_grant(self, jobid: int, flow_run_id: str, grant: str) -> Reply:
+        job = self.daemon.jobs.check_grant(jobid, flow_run_id, grant)
+        return Reply(True, f"job {jobid} may run on {job.pipeline}", {"pipeline": job.pipeline})
+
     def cmd_job_context(self, jobid: int) -> Reply:
         context = self.daemon.jobs.context(self.daemon.jobs.get(jobid))
         context.grant = None  # the grant is handed to the job's runner only

@@ -23,13 +23,28 @@ from tomato_cli.daemon.gate import Gate
 from tomato_cli.daemon.jobs import JobControl
 from tomato_cli.daemon.launcher import JobLauncher
 from tomato_cli.daemon.lifecycle import Cause, Change, JobLifecycle
+from tomato_cli.daemon.outputs import submit_folder
 from tomato_cli.daemon.pipelines import Pipelines, known_drivers
+from tomato_cli.daemon.prefect_actions import Reaction
 from tomato_cli.daemon.prefect_sync import PrefectSync
 from tomato_cli.daemon.recovery import Recovery
+from tomato_cli.daemon.snapshots import PeriodicSnapshots
 from tomato_cli.daemon.state import StateStore, now
-from tomato_cli.models import FINAL_STATUSES, Job, Settings, load_devices, load_settings
+from tomato_cli.models import (
+    FINAL_STATUSES,
+    Job,
+    PayloadError,
+    Settings,
+    load_devices,
+    load_settings,
+    parse_payload,
+    parse_payload_text,
+)
+from tomato_cli.models.job import FINAL_FILE
+from tomato_cli.orchestration.events import RESUMED, STATUS_EVENTS, job_event
+from tomato_cli.orchestration.pipeline_slots import PipelineView
 from tomato_cli.orchestration.server import EmbeddedServer, PrefectTarget, embedded_target
-from tomato_cli.rpc import RpcServer, free_port
+from tomato_cli.rpc import RpcError, RpcServer, free_port
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +81,23 @@ class Daemon:
             lambda: Path(self.settings.jobs.storage),
         )
         self.gate = Gate(
-            self.store, self.lifecycle, self.lock, self.supervisor.capabilities_of, self._launch
+            self.store,
+            self.lifecycle,
+            self.lock,
+            self.supervisor.capabilities_of,
+            self.sync,
+            self._launch,
         )
+        self.snapshots = PeriodicSnapshots(
+            self.store, self.jobs.context, self.sync.emit, lambda: self.sync.healthy, port
+        )
+        self.sync.snapshots = self.snapshots
         self.recovery = Recovery(
             self.store, self.lifecycle, self.lock, self.launcher, self.supervisor, self.jobs.context
         )
         self.launcher.on_job_end = self.recovery.job_ended.set
         self.lifecycle.listen(self._status_changed)
+        self.lifecycle.listen(self.snapshots.job_changed)
         self.api = DaemonApi(self)
         self.server: RpcServer | None = None
 
@@ -96,17 +121,23 @@ class Daemon:
 
     # wiring
     def _status_changed(self, change: Change) -> None:
+        job = change.job
         self.sync.wake()
-        if change.job.status in FINAL_STATUSES or change.source is None:
+        resumed = (change.source, job.status) == ("rp", "r")
+        name = RESUMED if resumed else STATUS_EVENTS.get(job.status)
+        if name is not None:
+            detail = {"error": job.error} if job.status == "ce" else {}
+            self.sync.emit(job_event(name, job, self.port, cause=change.cause.value, **detail))
+        if job.status in FINAL_STATUSES or change.source is None:
             self.gate.wake()  # a pipeline was released, or a job was queued
-            self.sync.mark_slots_dirty()
+        if job.status in FINAL_STATUSES or job.status == "r":
+            self.sync.pipelines_changed()
 
     def _pipelines_changed(self) -> None:
         self.gate.wake()
-        self.sync.mark_slots_dirty()
+        self.sync.pipelines_changed()
 
     def _launch(self, job: Job) -> int:
-        self.sync.mark_slots_dirty()
         return self.launcher.launch(self.jobs.context(job))
 
     # SyncHost: what the Prefect sync asks of the daemon
@@ -119,9 +150,47 @@ class Daemon:
             self.store.save_job(job)
             self.store.set_prefect_status(jobid, "q")
         self.gate.wake()
+        self.sync.emit(job_event(STATUS_EVENTS["q"], job, self.port))
 
-    def cancel_from_prefect(self, jobid: int, reason: str) -> None:
-        self.jobs.cancel([jobid], Cause.PREFECT, reason)
+    def act_from_prefect(self, jobid: int, reaction: Reaction, reason: str) -> None:
+        if reaction is Reaction.CANCEL:
+            self.jobs.cancel([jobid], Cause.PREFECT, reason)
+        elif reaction is Reaction.FAIL:
+            self.jobs.cancel([jobid], Cause.PREFECT, reason, end_as="ce")
+        elif reaction is Reaction.PAUSE:
+            self.jobs.pause([jobid], Cause.PREFECT)
+        elif reaction is Reaction.RESUME:
+            self.jobs.resume([jobid], Cause.PREFECT)
+
+    def submit_from_prefect(
+        self, flow_run_id: str | None, parameters: dict[str, Any], retry_of: Job | None
+    ) -> Job:
+        """A run made in Prefect (or a Retry) becomes a job, validated as `ketchup submit`
+        validates. Its results go where the payload says, or into ``<datadir>/results``."""
+        source = f"payload of flow run {flow_run_id}" if flow_run_id else "retried payload"
+        payload = parameters.get("payload")
+        if payload is None:
+            raise ValueError(f"{source}: no `payload` parameter was given")
+        try:
+            if isinstance(payload, str):
+                parsed = parse_payload_text(payload, source)
+            else:
+                parsed = parse_payload(payload, source)
+            folder = submit_folder(retry_of) if retry_of else self.datadir / "results"
+            folder.mkdir(parents=True, exist_ok=True)
+            job = self.jobs.submit(parsed.model_dump(mode="json"), str(folder), source)
+        except (PayloadError, RpcError) as exc:
+            raise ValueError(str(exc)) from None
+        return job  # the sync attaches the run once it has made it the job's
+
+    def has_ended(self, job: Job) -> bool:
+        return job.jobpath is not None and (Path(job.jobpath) / FINAL_FILE).exists()
+
+    def pipeline_views(self) -> dict[str, PipelineView]:
+        return {
+            p.name: PipelineView(p.sampleid, p.ready, p.jobid)
+            for p in self.store.pipelines().values()
+        }
 
     # serving
     def serve(self) -> None:
@@ -130,6 +199,7 @@ class Daemon:
         load_devices(Path(self.settings.devices.config), known_drivers=known_drivers())
         self.server = RpcServer("127.0.0.1", self.port, self.api.handle)
         self.recovery.check_live_jobs()  # after a restart: jobs that ended while we were away
+        self.snapshots.adopt_live_jobs(self.store.jobs(("r", "rp", "rd")))
         self.server.start_background()
         self.pipelines.apply_devices(self.settings)
         self.sync.start()
@@ -138,6 +208,9 @@ class Daemon:
         threading.Thread(target=self.gate.run, args=(self._stop,), name="gate", daemon=True).start()
         threading.Thread(
             target=self.recovery.run, args=(self._stop,), name="job-monitor", daemon=True
+        ).start()
+        threading.Thread(
+            target=self.snapshots.run, args=(self._stop,), name="snapshot-clock", daemon=True
         ).start()
         log.info("tomato daemon %s serving on 127.0.0.1:%s", __version__, self.port)
         self._stop.wait()

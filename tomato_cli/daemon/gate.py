@@ -13,6 +13,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from tomato_cli.daemon.lifecycle import Cause, JobLifecycle
 from tomato_cli.daemon.state import PipelineState, StateStore, now
@@ -21,6 +22,14 @@ from tomato_cli.models import WAITING_STATUSES, Component, Job
 log = logging.getLogger(__name__)
 
 Capabilities = Callable[[Component], list[str]]
+
+
+class PipelineSlotKeeper(Protocol):
+    """Takes and gives back pipelines' slots in Prefect (the Prefect sync does)."""
+
+    def take_slot(self, pipeline: str, flow_run_id: str) -> str: ...
+
+    def give_back_slot(self, lease_id: str) -> None: ...
 
 
 def can_serve(job: Job, pip: PipelineState, caps: Capabilities) -> bool:
@@ -61,7 +70,12 @@ def plan(
 
 
 class Gate:
-    """Looks at the queue whenever something changed (and twice a second) and starts jobs."""
+    """Looks at the queue whenever something changed (and twice a second) and starts jobs.
+
+    Before a job starts, its flow run takes the pipeline's slot in Prefect (see
+    :mod:`tomato_cli.orchestration.pipeline_slots`); a job whose slot Prefect refuses, or
+    cannot give because it is away, keeps waiting.
+    """
 
     def __init__(
         self,
@@ -69,14 +83,17 @@ class Gate:
         lifecycle: JobLifecycle,
         lock: threading.RLock,
         caps: Capabilities,
+        slots: PipelineSlotKeeper,
         launch: Callable[[Job], int],
     ) -> None:
         self.store = store
         self.lifecycle = lifecycle
         self.lock = lock  # the daemon's decision lock
         self.caps = caps
+        self.slots = slots
         self.launch = launch  # hands the job to a job runner; returns its process id
         self.paused = False  # set while the daemon stops
+        self.waiting_for_slot: dict[int, str] = {}  # job id -> why it has not started
         self._wake = threading.Event()
 
     def wake(self) -> None:
@@ -105,21 +122,41 @@ class Gate:
             for jobid, status in statuses.items():
                 if by_id[jobid].status != status:
                     self.lifecycle.move(by_id[jobid], status, Cause.GATE)  # type: ignore[arg-type]
-            for jobid, name in assignments:
-                job = by_id[jobid]
-                if job.flow_run_id is None:
-                    continue  # its flow run does not exist yet: Prefect is still starting
-                self._start(job, pipelines[name])
+        for jobid, name in assignments:
+            job = by_id[jobid]
+            if job.flow_run_id is not None:  # else Prefect is still starting
+                self._start(job.id, name, job.flow_run_id)
 
-    def _start(self, job: Job, pip: PipelineState) -> None:
-        with self.store.transaction() as db:
-            pip.jobid = job.id
-            self.store.save_pipeline(pip, db)
-            job.pipeline, job.launched_at = pip.name, now()
-            self.store.save_launch(job.id, secrets.token_hex(16), db)
-            self.lifecycle.move(job, "r", Cause.GATE, db=db)
-        self.store.set_prefect_status(job.id, "r")  # Prefect's engine writes Running itself
-        self.lifecycle.committed()
-        job.pid = self.launch(job)
-        self.store.save_job(job)
+    def _start(self, jobid: int, pipeline: str, flow_run_id: str) -> None:
+        try:
+            lease = self.slots.take_slot(pipeline, flow_run_id)  # a Prefect call: not locked
+        except Exception as exc:
+            if self.waiting_for_slot.get(jobid) != str(exc):
+                log.warning("job %s: no slot on %s yet: %s", jobid, pipeline, exc)
+            self.waiting_for_slot[jobid] = str(exc)
+            return
+        self.waiting_for_slot.pop(jobid, None)
+        with self.lock:
+            job = self.store.job(jobid)
+            pipelines = self.store.pipelines()
+            pip = pipelines.get(pipeline)
+            busy = {c.name for p in pipelines.values() if p.jobid for c in p.components}
+            if (
+                job is None
+                or pip is None
+                or job.status not in WAITING_STATUSES
+                or not is_free_for(job, pip)
+                or busy & {c.name for c in pip.components}
+            ):
+                self.slots.give_back_slot(lease)  # the queue changed meanwhile
+                return
+            with self.store.transaction() as db:
+                pip.jobid = job.id
+                self.store.save_pipeline(pip, db)
+                job.pipeline, job.launched_at = pip.name, now()
+                self.store.save_launch(job.id, secrets.token_hex(16), lease, db)
+                self.lifecycle.move(job, "r", Cause.GATE, db=db)
+            self.lifecycle.committed()
+            job.pid = self.launch(job)
+            self.store.save_job(job)
         log.info("job %s started on %s (runner pid %s)", job.id, pip.name, job.pid)

@@ -21,7 +21,7 @@ from tomato_cli.models import (
     parse_payload,
 )
 from tomato_cli.models.context import JobContext, RoleComponent
-from tomato_cli.models.job import write_cancel
+from tomato_cli.models.job import PAUSE_FILE, write_cancel
 from tomato_cli.rpc import RpcError
 
 log = logging.getLogger(__name__)
@@ -172,6 +172,46 @@ class JobControl:
                 if moved:
                     changed.append(job)
         return changed
+
+    def pause(self, jobids: list[int], cause: Cause) -> list[Job]:
+        """Pause running jobs: their steps stop on the hardware, data and pipeline kept."""
+        return self._hold(jobids, cause, "r", "rp", pause=True)
+
+    def resume(self, jobids: list[int], cause: Cause) -> list[Job]:
+        """Resume paused jobs: each runs the rest of its interrupted step, then the next."""
+        return self._hold(jobids, cause, "rp", "r", pause=False)
+
+    def _hold(
+        self, jobids: list[int], cause: Cause, source: str, target: str, pause: bool
+    ) -> list[Job]:
+        changed = []
+        with self.lock:
+            for jobid in jobids:
+                job = self.store.job(jobid)
+                if job is None or job.status != source or job.jobpath is None:
+                    continue
+                mailbox = Path(job.jobpath) / PAUSE_FILE
+                try:
+                    if pause:
+                        mailbox.write_text(f"{cause.value}\n")
+                    else:
+                        mailbox.unlink(missing_ok=True)
+                except OSError as exc:
+                    raise RpcError(f"cannot signal job {job.id}: {exc}") from None
+                if self.lifecycle.move(job, target, cause):  # type: ignore[arg-type]
+                    changed.append(job)
+        return changed
+
+    def check_grant(self, jobid: int, flow_run_id: str, grant: str) -> Job:
+        """A job's flow run asks whether the gate really granted it its pipeline."""
+        job = self.get(jobid)
+        if job.flow_run_id != flow_run_id:
+            raise RpcError(f"flow run {flow_run_id} is not the flow run of job {jobid}")
+        if job.status not in LIVE_STATUSES or job.pipeline is None:
+            raise RpcError(f"job {jobid} is {job.status}, not started on a pipeline")
+        if grant != self.store.grant_of(jobid):
+            raise RpcError(f"job {jobid} was not started with this grant")
+        return job
 
     @staticmethod
     def _mail_cancel(job: Job, end_as: str, reason: str) -> None:

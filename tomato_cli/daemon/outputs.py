@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from tomato_cli.models import Job
 from tomato_cli.rpc import RpcError
 
 # never write results into these, whatever the payload says
@@ -45,3 +46,14 @@ def snapshot_path(cwd: str, jobid: int, snap_path: str | None, prefix: str | Non
     folder = _check_dir(base / snap_path if snap_path else base, "snapshot path")
     name = _check_prefix(prefix, "snapshot prefix") if prefix else f"snapshot.{jobid}"
     return folder / f"{name}.nc"
+
+
+def submit_folder(job: Job) -> Path:
+    """The folder a job was submitted from (its results folder without the payload's
+    relative output path), where a resubmission of its payload writes its results too."""
+    folder = Path(job.respath or ".").parent
+    out = job.payload.settings.output.path
+    if out and not Path(out).is_absolute():
+        for _ in Path(out).parts:
+            folder = folder.parent
+    return folder

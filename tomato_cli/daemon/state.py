@@ -100,6 +100,13 @@ class StateStore:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Add what newer versions keep to a database made by an older one."""
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(jobs)")}
+        if "prefect_state_id" not in columns:
+            self.db.execute("ALTER TABLE jobs ADD COLUMN prefect_state_id TEXT")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -214,18 +221,63 @@ class StateStore:
             ).fetchall()
         return [(Job.model_validate_json(r[0]), r[1]) for r in rows]
 
-    def set_prefect_status(self, jobid: int, status: str | None) -> None:
+    def set_prefect_status(
+        self, jobid: int, status: str | None, state_id: str | None = None
+    ) -> None:
+        """Prefect now shows ``status`` for the job. ``state_id`` is the state tomato set
+        for it; without one, the last state tomato set is kept (a state its flow run wrote
+        itself, such as Running, is not tomato's)."""
         with self.transaction() as db:
-            db.execute("UPDATE jobs SET prefect_status=? WHERE id=?", (status, jobid))
+            db.execute(
+                "UPDATE jobs SET prefect_status=?,"
+                " prefect_state_id=COALESCE(?, prefect_state_id) WHERE id=?",
+                (status, state_id, jobid),
+            )
+
+    def own_state_ids(self) -> dict[int, str]:
+        """The last Prefect state tomato set on each live or waiting job's flow run."""
+        with self.lock:
+            rows = self.db.execute(
+                "SELECT id, prefect_state_id FROM jobs WHERE prefect_state_id IS NOT NULL"
+                " AND status IN ('q', 'qw', 'r', 'rp', 'rd')"
+            ).fetchall()
+        return dict(rows)
+
+    def unsynced_count(self) -> int:
+        with self.lock:
+            row = self.db.execute(
+                "SELECT COUNT(*) FROM jobs WHERE job != '{}' AND ("
+                "json_extract(job, '$.flow_run_id') IS NULL OR prefect_status IS NULL "
+                "OR prefect_status != status)"
+            ).fetchone()
+        return int(row[0])
 
     # launches: the gate's grant of a pipeline to one start of a job's flow run
-    def save_launch(self, jobid: int, grant: str, db: sqlite3.Connection | None = None) -> None:
-        sql = "INSERT OR REPLACE INTO launches (jobid, grant_token) VALUES (?, ?)"
+    def save_launch(
+        self, jobid: int, grant: str, lease_id: str | None, db: sqlite3.Connection | None = None
+    ) -> None:
+        sql = "INSERT OR REPLACE INTO launches (jobid, grant_token, lease_id) VALUES (?, ?, ?)"
         if db is not None:
-            db.execute(sql, (jobid, grant))
+            db.execute(sql, (jobid, grant, lease_id))
         else:
             with self.transaction() as tx:
-                tx.execute(sql, (jobid, grant))
+                tx.execute(sql, (jobid, grant, lease_id))
+
+    def set_lease(self, jobid: int, lease_id: str | None) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE launches SET lease_id=? WHERE jobid=?", (lease_id, jobid))
+
+    def leases(self, statuses: tuple[str, ...]) -> dict[int, str]:
+        """Lease ids of the pipeline slots held for jobs in these statuses."""
+        marks = ",".join("?" * len(statuses))
+        with self.lock:
+            rows = self.db.execute(
+                "SELECT launches.jobid, launches.lease_id FROM launches JOIN jobs"
+                " ON jobs.id = launches.jobid WHERE launches.lease_id IS NOT NULL"
+                f" AND jobs.status IN ({marks})",
+                statuses,
+            ).fetchall()
+        return dict(rows)
 
     def grant_of(self, jobid: int) -> str | None:
         with self.lock:

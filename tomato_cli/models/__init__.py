@@ -30,6 +30,7 @@ from tomato_cli.models.payload import (
     User,
     load_payload,
     parse_payload,
+    parse_payload_text,
 )
 from tomato_cli.models.settings import (
     SETTINGS_FILE,
@@ -77,6 +78,7 @@ __all__ = [
     "load_payload",
     "load_settings",
     "parse_payload",
+    "parse_payload_text",
     "upgrade_payload",
     "write_settings",
 ]

@@ -36,7 +36,7 @@ def read_text(path: Path, what: str, error: type[ValueError], limit: int = MAX_F
         raise error(f"{what} {path}: cannot be read ({exc.strerror})") from None
 
 
-def _parse(text: str) -> Any:
+def parse_text(text: str) -> Any:
     """JSON if the text looks like a JSON object, else YAML."""
     if text.lstrip().startswith("{"):
         try:
@@ -82,7 +82,7 @@ def load_mapping(
     """A YAML or JSON file that must hold a mapping."""
     text = read_text(path, what, error, limit)
     try:
-        data = _parse(text)
+        data = parse_text(text)
     except ValueError as exc:
         raise error(f"{what} {path}: {exc}") from None
     except RecursionError:

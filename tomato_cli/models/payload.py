@@ -15,7 +15,7 @@ from pydantic import (
 )
 
 from tomato_cli.models.errors import PayloadError
-from tomato_cli.models.files import check_size, format_error, load_mapping
+from tomato_cli.models.files import check_size, format_error, load_mapping, parse_text
 from tomato_cli.models.upgrade import CURRENT, original_version, upgrade
 from tomato_cli.units import to_seconds
 
@@ -191,6 +191,19 @@ def parse_payload(data: dict[str, Any], source: str = "payload") -> Payload:
         if version != CURRENT:
             note = f" (payload upgraded from version {version} to {CURRENT})"
         raise PayloadError(f"{source}: {format_error(exc, upgraded)}{note}") from None
+
+
+def parse_payload_text(text: str, source: str = "payload") -> Payload:
+    """A payload given as YAML or JSON text (for example as a Prefect run parameter)."""
+    if len(text.encode()) > MAX_PAYLOAD_BYTES:
+        raise PayloadError(f"{source}: is larger than the limit of {MAX_PAYLOAD_BYTES} bytes")
+    try:
+        data = parse_text(text)
+    except ValueError as exc:
+        raise PayloadError(f"{source}: {exc}") from None
+    except RecursionError:
+        raise PayloadError(f"{source}: nested too deeply") from None
+    return parse_payload(data, source)
 
 
 def load_payload(path: Path) -> Payload:

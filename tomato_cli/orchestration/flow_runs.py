@@ -1,4 +1,4 @@
-"""The daemon's view of Prefect: the job deployment, flow runs and pipeline slots.
+"""The daemon's jobs in Prefect: the work pool and deployment, and each job's flow run.
 
 Imports Prefect lazily, so that the daemon answers before Prefect is loaded or healthy.
 """
@@ -8,15 +8,42 @@ from __future__ import annotations
 import logging
 import socket
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tomato_cli.orchestration.states import PREFECT_STATE
 from tomato_cli.prefect_internals import send_worker_heartbeat
 
+if TYPE_CHECKING:
+    from tomato_cli.models import Job
+
 log = logging.getLogger(__name__)
 
 FLOW_NAME = "tomato-job"
+ENTRYPOINT = "flows/job.py:tomato_job"
 WORKER_HEARTBEAT_S = 30.0
+CHUNK = 200  # flow run ids per filter request
+# states a job's flow run is in while a flow run is at work for it: tomato looks there for
+# runs made in Prefect (a Run of the deployment, a Retry) that are not jobs yet
+ACTIVE_TYPES = ("SCHEDULED", "PENDING", "RUNNING")
+
+PARAMETERS = {
+    "title": "Parameters",
+    "type": "object",
+    "properties": {
+        "payload": {
+            "title": "payload",
+            "description": "A tomato payload (any version from 0.1 to 2.2): a mapping, or its "
+            "YAML text. Runs made in Prefect become tomato jobs and wait for a matching, "
+            "ready pipeline like jobs from `ketchup submit`.",
+            "anyOf": [{"type": "object"}, {"type": "string"}],
+        },
+        "jobid": {
+            "title": "jobid",
+            "description": "Set by tomato; leave it empty.",
+            "type": "integer",
+        },
+    },
+}
 
 
 def work_pool_name(port: int, embedded: bool) -> str:
@@ -28,12 +55,17 @@ def deployment_name(port: int, embedded: bool) -> str:
     return "tomato" if embedded else f"{socket.gethostname()}-{port}"
 
 
-def pipeline_limit_name(pipeline: str) -> str:
-    return f"pipeline:{pipeline}"
+def job_parameters(job: Job) -> dict[str, Any]:
+    return {"jobid": job.id, "payload": job.payload.model_dump(mode="json", exclude_none=True)}
+
+
+def job_tags(job: Job) -> list[str]:
+    tags = ["tomato", f"sample:{job.payload.sample.identifier}"]
+    return tags + [f"pipeline:{job.pipeline}"] if job.pipeline else tags
 
 
 class FlowRuns:
-    """The daemon's jobs and pipelines in Prefect: the deployment, job flow runs, slots."""
+    """Calls on the job deployment and the jobs' flow runs (the daemon's DB is the truth)."""
 
     def __init__(self, port: int, embedded: bool):
         from prefect.client.orchestration import get_client
@@ -43,12 +75,15 @@ class FlowRuns:
         self.deployment = deployment_name(port, embedded)
         self.client = get_client(sync_client=True)
         self.client.__enter__()
-        self.deployment_id = None
-        self.slots: dict[str, bool] | None = None  # pipeline -> busy, as Prefect has it
+        self.deployment_id: Any = None
 
     def close(self) -> None:
         self.client.__exit__(None, None, None)
 
+    def info(self) -> dict[str, Any]:
+        return {"work_pool": self.pool, "deployment": f"{FLOW_NAME}/{self.deployment}"}
+
+    # the pool and the deployment
     def ensure_deployment(self) -> None:
         """Create (or update) the host's work pool and the job deployment."""
         from prefect.client.schemas.actions import WorkPoolCreate
@@ -61,7 +96,7 @@ class FlowRuns:
                 WorkPoolCreate(
                     name=self.pool,
                     type="process",
-                    description="tomato daemon on this host: its pipelines run these jobs",
+                    description="tomato daemon on this host: one work queue per pipeline",
                 )
             )
         except ObjectAlreadyExists:
@@ -71,113 +106,135 @@ class FlowRuns:
             flow_id=flow_id,
             name=self.deployment,
             work_pool_name=self.pool,
-            entrypoint="flows/job.py:tomato_job",
+            entrypoint=ENTRYPOINT,
             path=str(Path(flows.__file__).resolve().parent.parent),
-            description="One tomato job: created by `ketchup submit`, started by the tomato "
-            "daemon once a matching pipeline is ready.",
-            parameter_openapi_schema={
-                "title": "Parameters",
-                "type": "object",
-                "properties": {"jobid": {"title": "jobid", "type": "integer"}},
-                "required": ["jobid"],
-            },
+            description="One tomato job per flow run. Run it with a `payload` to submit a job "
+            "(as `ketchup submit` does); the tomato daemon starts it once a pipeline that "
+            "holds its sample is ready. A Prefect worker never runs these jobs itself.",
+            parameter_openapi_schema=PARAMETERS,
             tags=["tomato"],
         )
         self.heartbeat()
 
     def heartbeat(self) -> None:
-        """Mark the work pool as served, so the UI shows it ready."""
+        """Mark the work pool as served, so the UI shows it Ready."""
         send_worker_heartbeat(
             self.client, self.pool, f"tomato-daemon-{self.port}", WORKER_HEARTBEAT_S
         )
 
-    def sync_pipeline_slots(self, pipelines: dict[str, bool]) -> None:
-        """One global concurrency limit (limit 1) per pipeline, its slot taken while busy.
-
-        Reads Prefect's limits once, then only sends what changed: cheap with many
-        pipelines, where every job start and end calls this.
-        """
-        from prefect.client.schemas.actions import (
-            GlobalConcurrencyLimitCreate,
-            GlobalConcurrencyLimitUpdate,
-        )
-
-        if self.slots is None:
-            self.slots = {}
-            offset = 0
-            while page := self.client.read_global_concurrency_limits(limit=200, offset=offset):
-                offset += len(page)
-                for limit in page:
-                    if limit.name.startswith("pipeline:"):
-                        self.slots[limit.name.removeprefix("pipeline:")] = limit.active_slots > 0
-        for name in [n for n in self.slots if n not in pipelines]:
-            self.remove_pipeline_slot(name)
-            del self.slots[name]
-        for name, busy in pipelines.items():
-            if name not in self.slots:
-                self.client.create_global_concurrency_limit(
-                    GlobalConcurrencyLimitCreate(
-                        name=pipeline_limit_name(name), limit=1, active=True, active_slots=0
-                    )
-                )
-                self.slots[name] = False
-            if self.slots[name] != busy:
-                self.client.update_global_concurrency_limit(
-                    pipeline_limit_name(name),
-                    GlobalConcurrencyLimitUpdate(active_slots=int(busy)),
-                )
-                self.slots[name] = busy
-
-    def remove_pipeline_slot(self, pipeline: str) -> None:
-        from prefect.exceptions import ObjectNotFound
-
-        try:
-            self.client.delete_global_concurrency_limit_by_name(pipeline_limit_name(pipeline))
-        except ObjectNotFound:
-            pass
-
-    def create(self, jobid: int, status: str, sample: str) -> str:
+    # a job's flow run
+    def create(self, job: Job) -> str:
+        """The job's flow run, waiting (PAUSED Queued), named ``job-<id>``."""
         from prefect.client.schemas.objects import State, StateType
 
-        stype, sname = PREFECT_STATE[status]
+        stype, sname = PREFECT_STATE["q"]
         flow_run = self.client.create_flow_run_from_deployment(
             self.deployment_id,
-            parameters={"jobid": jobid},
+            parameters=job_parameters(job),
             state=State(type=StateType(stype), name=sname),
-            name=f"job-{jobid}",
-            tags=["tomato", f"sample:{sample}"],
-            idempotency_key=f"{self.pool}-job-{jobid}",
+            name=f"job-{job.id}",
+            tags=job_tags(job),
+            idempotency_key=f"{self.pool}-job-{job.id}",
         )
         return str(flow_run.id)
 
-    def set_status(self, flow_run_id: str, status: str, message: str | None = None) -> None:
-        """Set the Prefect state that stands for a tomato status (daemon-side changes only).
+    def adopt(self, flow_run_id: str, job: Job) -> str:
+        """A run made in Prefect becomes the flow run of ``job``: renamed, given the job's
+        parameters and tags, and put in the queue. Returns the id of its new state."""
+        self.client.update_flow_run(
+            flow_run_id, name=f"job-{job.id}", parameters=job_parameters(job), tags=job_tags(job)
+        )
+        return self.set_status(flow_run_id, job.status, f"tomato job {job.id}", force=True)
 
-        Queue states are forced (PAUSED to PAUSED); others go through Prefect's rules, so
-        that a state the flow run wrote itself in the meantime is never overwritten.
+    def tag(self, flow_run_id: str, job: Job) -> None:
+        """Show the job's pipeline on its flow run (a tag ``pipeline:<name>``)."""
+        self.client.update_flow_run(flow_run_id, tags=job_tags(job))
+
+    def set_status(
+        self, flow_run_id: str, status: str, message: str | None = None, force: bool = False
+    ) -> str:
+        """Set the state that stands for a tomato status; returns the new state's id.
+
+        Waiting and paused states are forced (a PAUSED state may only be left through
+        Prefect's resume otherwise); others go through Prefect's rules unless ``force``,
+        so that a state the flow run wrote itself in the meantime is not overwritten.
         """
         from prefect.client.schemas.objects import State, StateType
 
         stype, sname = PREFECT_STATE[status]
-        self.client.set_flow_run_state(
+        result = self.client.set_flow_run_state(
             flow_run_id,
             State(type=StateType(stype), name=sname, message=message),
-            force=status in ("q", "qw"),
+            force=force or status in ("q", "qw", "rp"),
         )
+        return str(result.state.id) if result.state is not None else ""
 
-    def mark_crashed(self, flow_run_id: str, message: str) -> None:
+    def mark_crashed(self, flow_run_id: str, message: str) -> str:
         from prefect.states import Crashed
 
-        self.client.set_flow_run_state(flow_run_id, Crashed(message=message), force=True)
+        result = self.client.set_flow_run_state(flow_run_id, Crashed(message=message), force=True)
+        return str(result.state.id) if result.state is not None else ""
 
-    def changed_elsewhere(
-        self, running: list[str], waiting: list[str]
-    ) -> dict[str, tuple[str, str]]:
-        """(state type, state name) of the flow runs whose state someone else changed.
+    def refuse(self, flow_run_id: str, message: str) -> None:
+        """A run made in Prefect that cannot become a job ends Failed, saying why."""
+        from prefect.states import Failed
 
-        That is running jobs asked to cancel and waiting jobs no longer PAUSED (resumed
-        or rescheduled in the UI). The server does the filtering, so with hundreds of
-        jobs the usual answer is short and cheap.
+        self.log(flow_run_id, message, logging.ERROR)
+        self.client.set_flow_run_state(flow_run_id, Failed(message=message), force=True)
+
+    def log(self, flow_run_id: str, message: str, level: int = logging.INFO) -> None:
+        """A line in the flow run's log, from tomato."""
+        from datetime import UTC, datetime
+
+        from prefect.client.schemas.actions import LogCreate
+
+        self.client.create_logs(
+            [
+                LogCreate(
+                    name="tomato",
+                    level=level,
+                    message=message,
+                    timestamp=datetime.now(UTC),
+                    flow_run_id=flow_run_id,
+                )
+            ]
+        )
+
+    def emit(self, events: list[dict[str, Any]]) -> None:
+        """Send events to Prefect's event feed (see :mod:`tomato_cli.orchestration.events`)."""
+        self.client.request("POST", "/events", json=events)
+
+    # automations (periodic snapshots)
+    def create_automation(self, spec: dict[str, Any]) -> str:
+        response = self.client.request("POST", "/automations/", json=spec)
+        return str(response.json()["id"])
+
+    def delete_automation(self, automation_id: str) -> None:
+        from prefect.exceptions import PrefectHTTPStatusError
+
+        try:
+            self.client.request(
+                "DELETE", "/automations/{id}", path_params={"id": automation_id}
+            )
+        except PrefectHTTPStatusError as exc:
+            if exc.response.status_code != 404:
+                raise
+
+    def automations(self, prefix: str) -> list[tuple[str, str]]:
+        """(id, name) of the automations whose name starts with ``prefix``."""
+        response = self.client.request("POST", "/automations/filter", json={"limit": 200})
+        return [
+            (str(a["id"]), a["name"]) for a in response.json() if a["name"].startswith(prefix)
+        ]
+
+    # what users did in Prefect
+    def unexpected(
+        self, expected: dict[tuple[str, ...], list[str]]
+    ) -> dict[str, tuple[str, str, str]]:
+        """``{flow run id: (state type, state name, state id)}`` of the runs whose state is
+        none of the types expected for them (``{expected types: [flow run ids]}``).
+
+        The server does the filtering, so with hundreds of jobs the usual answer is empty.
         """
         from prefect.client.schemas.filters import (
             FlowRunFilter,
@@ -187,22 +244,68 @@ class FlowRuns:
         )
         from prefect.client.schemas.objects import StateType
 
-        cancel = FlowRunFilterStateType(any_=[StateType.CANCELLING, StateType.CANCELLED])
-        not_paused = FlowRunFilterStateType(not_any_=[StateType.PAUSED])
-        out: dict[str, tuple[str, str]] = {}
-        for ids, wanted in ((running, cancel), (waiting, not_paused)):
-            for i in range(0, len(ids), 200):
-                chunk = ids[i : i + 200]
+        out: dict[str, tuple[str, str, str]] = {}
+        for types, ids in expected.items():
+            unlike = FlowRunFilterStateType(not_any_=[StateType(t) for t in types])
+            for i in range(0, len(ids), CHUNK):
+                chunk = ids[i : i + CHUNK]
                 runs = self.client.read_flow_runs(
                     flow_run_filter=FlowRunFilter(
-                        id=FlowRunFilterId(any_=chunk), state=FlowRunFilterState(type=wanted)
+                        id=FlowRunFilterId(any_=chunk), state=FlowRunFilterState(type=unlike)
                     ),
                     limit=len(chunk),
                 )
                 for run in runs:
                     if run.state is not None:
-                        out[str(run.id)] = (run.state.type.value, run.state.name or "")
+                        state = run.state
+                        out[str(run.id)] = (state.type.value, state.name or "", str(state.id))
         return out
 
-    def info(self) -> dict[str, Any]:
-        return {"work_pool": self.pool, "deployment": f"{FLOW_NAME}/{self.deployment}"}
+    def missing(self, flow_run_ids: list[str]) -> set[str]:
+        """The ids among ``flow_run_ids`` whose flow run no longer exists (deleted)."""
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+        gone: set[str] = set()
+        for i in range(0, len(flow_run_ids), CHUNK):
+            chunk = flow_run_ids[i : i + CHUNK]
+            id_filter = FlowRunFilter(id=FlowRunFilterId(any_=chunk))
+            if self.client.count_flow_runs(flow_run_filter=id_filter) == len(chunk):
+                continue  # the usual case: one cheap count
+            runs = self.client.read_flow_runs(flow_run_filter=id_filter, limit=len(chunk))
+            gone |= set(chunk) - {str(r.id) for r in runs}
+        return gone
+
+    def new_runs(self, known: list[str]) -> list[dict[str, Any]]:
+        """Runs of the job deployment that are at work but are not a live job's flow run:
+        made in Prefect (Run, Retry), or taken by a worker. Each as
+        ``{"id", "name", "parameters", "state_type", "state_name"}``."""
+        from prefect.client.schemas.filters import (
+            DeploymentFilter,
+            DeploymentFilterId,
+            FlowRunFilter,
+            FlowRunFilterId,
+            FlowRunFilterState,
+            FlowRunFilterStateType,
+        )
+        from prefect.client.schemas.objects import StateType
+
+        runs = self.client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(not_any_=known) if known else None,
+                state=FlowRunFilterState(
+                    type=FlowRunFilterStateType(any_=[StateType(t) for t in ACTIVE_TYPES])
+                ),
+            ),
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[self.deployment_id])),
+            limit=CHUNK,
+        )
+        return [
+            {
+                "id": str(run.id),
+                "name": run.name,
+                "parameters": dict(run.parameters or {}),
+                "state_type": run.state.type.value if run.state else "",
+                "state_name": (run.state.name or "") if run.state else "",
+            }
+            for run in runs
+        ]
