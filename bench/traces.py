@@ -5,16 +5,18 @@ network_analyser.yaml``: 1000 points per ``CALC1:DATA:FDAT?``) at 0.1 s sampling
 ``ketchup submit`` like any job; the results file is checked for every sample and every
 point. Repeated ``repeats`` times on one daemon.
 
-Store: a ``JobStore`` filled directly with 1000-point float64 traces (plus three scalar
-columns) in 10-sample batches (one poll of such a job), then one more batch is appended,
-fsynced as a running job does, at each store size; the snapshot (``write_results``) is
-timed at the same sizes.
+Store: ``JobStore``s filled directly with 1000-point float64 traces (plus three scalar
+columns) in 10-sample batches (one poll of such a job) to several sizes; then, in turn
+over the sizes, 10-trace batches are appended (write + flush, and fsynced as a running
+job does) and a snapshot (``write_results``) is written.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -112,40 +114,61 @@ def _fill(store, n: int, batch: int, t0: float = 1.7e9) -> None:
         done += k
 
 
-def store_sizes(sizes: list[int], batch: int = 10) -> list[dict]:
+def _append_times(tmp: Path, durable: bool, t0: float, count: int = 7) -> list[float]:
+    """Times of ``count`` 10-trace appends to the store in ``tmp`` (after one to warm up)."""
+    from tomato_cli.store import JobStore
+
+    with JobStore(tmp, durable=durable) as store:
+        _fill(store, 10, 10, t0=t0)  # the first append after opening scans the file once
+        times = []
+        for k in range(count):
+            t = time.perf_counter()
+            _fill(store, 10, 10, t0=t0 + k + 1)
+            times.append(time.perf_counter() - t)
+    return times
+
+
+def store_sizes(sizes: list[int], rounds: int = 3) -> list[dict]:
+    """Append cost (write + flush, and fsynced) and snapshot time at each store size.
+
+    The sizes are visited in turn ``rounds`` times, so that load on the machine and the
+    disk's fsync latency, which vary by the second, fall on every size alike.
+    """
     from tomato_cli.store import JobStore, write_results
 
-    out = []
     comp = json.dumps({"name": "scpi:(vna,1)", "role": "vna"})
     job = json.dumps({"id": 1, "payload": {"version": "2.2"}})
-    for n in sizes:
-        tmp = Path(tempfile.mkdtemp(prefix="tomato-bench-ours-i-"))
-        try:
+    dirs = {n: Path(tempfile.mkdtemp(prefix="tomato-bench-ours-i-")) for n in sizes}
+    got: dict[int, dict] = {n: {"n": n, "flush": [], "fsync": [], "snap": []} for n in sizes}
+    try:
+        for n, tmp in dirs.items():
             with JobStore(tmp, durable=False) as store:
-                t = time.perf_counter()
-                _fill(store, n, batch)
-                fill_s = time.perf_counter() - t
-            with JobStore(tmp, durable=True) as store:
-                _fill(store, batch, batch, t0=2e9)  # the first append after opening scans once
-                times = []
-                for k in range(7):
+                _fill(store, n, 10)
+        os.sync()
+        t0 = 2e9
+        for _ in range(rounds):
+            for n, tmp in dirs.items():
+                got[n]["flush"] += _append_times(tmp, durable=False, t0=t0)
+                got[n]["fsync"] += _append_times(tmp, durable=True, t0=t0 + 100)
+                t0 += 1000
+                with JobStore(tmp, durable=False) as store:
                     t = time.perf_counter()
-                    _fill(store, batch, batch, t0=2e9 + k + 1)
-                    times.append(time.perf_counter() - t)
-                append = sorted(times)[len(times) // 2]
-            with JobStore(tmp, durable=False) as store:
-                t = time.perf_counter()
-                write_results(tmp / "snapshot.1.nc", store, job, {"vna": comp}, "bench")
-                snap = time.perf_counter() - t
-            mib = (tmp / "data" / "vna.tsr").stat().st_size / 2**20
-            out.append({"n": n, "append_s": append, "snap_s": snap, "mib": mib, "fill_s": fill_s})
+                    write_results(tmp / "snapshot.1.nc", store, job, {"vna": comp}, "bench")
+                    got[n]["snap"].append(time.perf_counter() - t)
+        out = []
+        for n, tmp in dirs.items():
+            d = got[n]
+            d["mib"] = (tmp / "data" / "vna.tsr").stat().st_size / 2**20
+            out.append(d)
             log(
-                f"i store n={n:.0e}: append {append * 1000:.2f} ms, snapshot {snap:.2f} s, "
-                f"store {mib:.0f} MiB (fill {fill_s:.1f} s)"
+                f"i store n={n:.0e}: append {statistics.median(d['flush']) * 1000:.2f} ms, "
+                f"fsynced {statistics.median(d['fsync']) * 1000:.2f} ms, snapshot "
+                f"{statistics.median(d['snap']):.2f} s, store {d['mib']:.0f} MiB"
             )
-        finally:
+        return out
+    finally:
+        for tmp in dirs.values():
             shutil.rmtree(tmp, ignore_errors=True)
-    return out
 
 
 def scenario_i(repeats: int, quick: bool, notes: list[str]) -> list[Row]:
@@ -207,18 +230,28 @@ def scenario_i(repeats: int, quick: bool, notes: list[str]) -> list[Row]:
                 note=f"results file {jobs[0]['mib']:.1f} MiB",
             ),
         ]
-    first = stored[0]["append_s"] if stored else None
+    first = statistics.median(stored[0]["flush"]) if stored else None
     for d in stored:
+        flush = statistics.median(d["flush"])
         rows.append(
-            Row(
+            row(
                 "i",
-                f"append one 10-trace batch (fsynced) at {d['n']:.0e} traces (ms)",
-                f"{d['append_s'] * 1000:.2f}",
-                note=f"store {d['mib']:.0f} MiB; ×{d['append_s'] / first:.2f} of the smallest"
+                f"append one 10-trace batch at {d['n']:.0e} stored traces: write + flush (ms)",
+                [x * 1000 for x in d["flush"]],
+                note=f"store {d['mib']:.0f} MiB; median ×{flush / first:.2f} of the smallest"
                 if first
                 else "",
             )
         )
     for d in stored:
-        rows.append(Row("i", f"snapshot at {d['n']:.0e} traces (s)", f"{d['snap_s']:.2f}"))
+        rows.append(
+            row(
+                "i",
+                f"the same, fsynced as a running job does, at {d['n']:.0e} (ms)",
+                [x * 1000 for x in d["fsync"]],
+                note="the disk's fsync latency under the machine's load",
+            )
+        )
+    for d in stored:
+        rows.append(row("i", f"snapshot at {d['n']:.0e} stored traces (s)", d["snap"]))
     return rows
