@@ -5,7 +5,7 @@
 Scenarios (see bench/README.md): a start/stop, b one job's latency, c throughput,
 d sampling fidelity, e memory and CPU, f snapshot/NetCDF time vs stored samples,
 g 160 pipelines at once (ours only), h long job memory (ours only), i 1000-point
-traces: a 10 s job at 0.1 s and the store's append cost with traces (ours only).
+traces: a 10 s job at 0.1 s and the store's append cost with traces.
 The table is printed and, unless --no-docs, written into docs/benchmarks.md.
 """
 
@@ -159,8 +159,8 @@ def main() -> int:
             log("scenario h: long job memory (ours)")
             rows += scale.scenario_h(args.quick, notes)
         if "i" in which:
-            log("scenario i: 1000-point traces (ours)")
-            rows += traces.scenario_i(args.repeats, args.quick, notes)
+            log("scenario i: 1000-point traces")
+            rows += traces.scenario_i(kinds, args.repeats, args.quick, notes)
     except KeyboardInterrupt:
         notes.append("run interrupted; partial table")
     finally:

@@ -1,14 +1,16 @@
-"""Scenario i (ours only): traces, a 1000-point sweep per sample.
+"""Scenario i: traces, a 1000-point trace per sample.
 
-Job: a 10 s job of the pyvisa-sim network analyser (``drivers/instruments/
-network_analyser.yaml``: 1000 points per ``CALC1:DATA:FDAT?``) at 0.1 s sampling, through
-``ketchup submit`` like any job; the results file is checked for every sample and every
-point. Repeated ``repeats`` times on one daemon.
+Job: a 10 s job at 0.1 s sampling through ``ketchup submit``, repeated ``repeats`` times
+on one daemon; the results file is checked for every sample and every point. Ours runs
+the pyvisa-sim network analyser (``drivers/instruments/network_analyser.yaml``: 1000
+points per ``CALC1:DATA:FDAT?``); tomato 2.2 runs tomato-example-trig with
+``points: 1000`` (a software trace: no instrument round trip).
 
 Store: ``JobStore``s filled directly with 1000-point float64 traces (plus three scalar
 columns) in 10-sample batches (one poll of such a job) to several sizes; then, in turn
 over the sizes, 10-trace batches are appended (write + flush, and fsynced as a running
-job does) and a snapshot (``write_results``) is written.
+job does) and a snapshot (``write_results``) is written. tomato 2.2's per-poll append
+(``data_to_pickle``) is timed at the same sizes by ``theirs_traces.py`` in its venv.
 """
 
 from __future__ import annotations
@@ -17,53 +19,78 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import yaml
-from common import Row, World, log, read_uts, row, sleep_until
+from common import THEIRS_BIN, Row, World, log, read_uts, row, sleep_until
 
 POINTS = 1000
 FREQ = np.linspace(1e6, 1e9, POINTS)
 
 
-def vna_devices() -> dict:
-    return {
-        "devices": [
-            {
-                "name": "vna",
-                "driver": "scpi",
-                "address": "TCPIP0::127.0.0.1::inst0::INSTR",
-                "channels": ["1"],
-                "options": {"instrument": "network_analyser"},
-            }
-        ],
-        "pipelines": [
-            {"name": "pip-vna", "devices": [{"role": "vna", "device": "vna", "channel": "1"}]}
-        ],
-    }
+# what each tool runs: ours the pyvisa-sim analyser, 2.2 tomato-example-trig at 1000 points
+SETUPS = {
+    "ours": {
+        "device": {
+            "name": "vna",
+            "driver": "scpi",
+            "address": "TCPIP0::127.0.0.1::inst0::INSTR",
+            "channels": ["1"],
+            "options": {"instrument": "network_analyser"},
+        },
+        "role": "vna",
+        "step": {"technique_name": "sweep"},
+        "trace": ("s21", "frequency"),
+    },
+    "theirs": {
+        "device": {
+            "name": "trig",
+            "driver": "example_trig",
+            "address": "trig-addr",
+            "channels": ["1"],
+            "pollrate": 1,
+        },
+        "role": "trig",
+        "step": {
+            "technique_name": "trig_function",
+            "task_params": {"points": POINTS, "function": "sin"},
+        },
+        "trace": ("ordinate", "abscissa"),
+    },
+}
+
+
+def devices(kind: str) -> dict:
+    setup = SETUPS[kind]
+    dev = setup["device"]
+    role = setup["role"]
+    pipeline = {"name": "pip-i", "devices": [{"role": role, "device": dev["name"], "channel": "1"}]}
+    return {"devices": [dev], "pipelines": [pipeline]}
 
 
 def _job(world: World, duration: float, interval: float) -> dict:
+    setup = SETUPS[world.kind]
+    role, (trace, axis) = setup["role"], setup["trace"]
+    step = {
+        "component_role": role,
+        **setup["step"],
+        "max_duration": duration,
+        "sampling_interval": interval,
+    }
     payload = {
         "version": "2.2",
         "sample": {"identifier": "bench-i"},
         "user": {"identifier": "bench"},
-        "method": [
-            {
-                "component_role": "vna",
-                "technique_name": "sweep",
-                "max_duration": duration,
-                "sampling_interval": interval,
-            }
-        ],
+        "method": [step],
         "settings": {"verbosity": "WARNING"},
     }
     path = world.workdir / f"i-{time.monotonic_ns()}.yml"
     path.write_text(yaml.safe_dump(payload))
-    world.prepare("pip-vna", "bench-i")
+    world.prepare("pip-i", "bench-i")
     t0 = time.time()
     jobid, _ = world.submit(path)
     job: dict = {}
@@ -80,20 +107,68 @@ def _job(world: World, duration: float, interval: float) -> dict:
     import netCDF4
 
     with netCDF4.Dataset(result) as nc:
-        s21 = np.asarray(nc["vna"]["s21"][:], dtype=np.float64)
-        freq = np.asarray(nc["vna"]["frequency"][:], dtype=np.float64)
-    uts = np.asarray(read_uts(result, role="vna"))
+        values = np.asarray(nc[role][trace][:], dtype=np.float64)
+        coord = np.asarray(nc[role][axis][:], dtype=np.float64)
+    uts = np.asarray(read_uts(result, role=role))
     steps = np.diff(uts)
     return {
         "status": job["status"],
         "samples": len(uts),
-        "full": int((np.isfinite(s21).sum(axis=1) == POINTS).sum()),
-        "points": len(freq),
+        "full": int((np.isfinite(values).sum(axis=1) == POINTS).sum()),
+        "points": len(coord),
         "dev_ms": float(np.percentile(np.abs(steps - interval), 99) * 1000) if len(steps) else 0,
         "monotonic": bool((steps > 0).all()),
         "wall_s": time.time() - t0,
         "mib": result.stat().st_size / 2**20,
     }
+
+
+def run_jobs(kind: str, repeats: int, duration: float, interval: float, notes: list[str]) -> list:
+    jobs: list[dict] = []
+    world = World(kind)
+    try:
+        world.init(devices(kind))
+        if kind == "ours":
+            settings = world.app / "settings.toml"
+            settings.write_text(settings.read_text() + '\n[drivers.scpi]\nbackend = "@sim"\n')
+        world.start()
+        world.wait_usable()
+        for r in range(repeats):
+            d = _job(world, duration, interval)
+            jobs.append(d)
+            log(
+                f"i {kind} job {r + 1}/{repeats}: {d['status']}, {d['samples']} samples, "
+                f"{d['full']} with all {POINTS} points, p99 interval error {d['dev_ms']:.1f} ms, "
+                f"{d['mib']:.1f} MiB"
+            )
+    except Exception as exc:  # noqa: BLE001
+        log(f"i {kind} FAILED: {exc}")
+        notes.append(f"i {kind} failed: {str(exc)[:300]}")
+    finally:
+        world.teardown()
+    return jobs
+
+
+def theirs_appends(sizes: list[int], notes: list[str]) -> dict[int, dict]:
+    script = Path(__file__).resolve().parent / "theirs_traces.py"
+    try:
+        proc = subprocess.run(
+            [str(THEIRS_BIN / "python"), str(script), *map(str, sizes)],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+    except subprocess.TimeoutExpired:
+        notes.append("i: tomato 2.2's trace appends did not finish in 900 s")
+        return {}
+    out = {}
+    for line in proc.stdout.splitlines():
+        d = json.loads(line)
+        out[d["n"]] = d
+        log(f"i theirs store n={d['n']:.0e}: append {d['append_s'] * 1000:.1f} ms")
+    if proc.returncode != 0:
+        notes.append(f"i: tomato 2.2's trace appends failed: {proc.stderr.strip()[-200:]}")
+    return out
 
 
 def _fill(store, n: int, batch: int, t0: float = 1.7e9) -> None:
@@ -171,76 +246,72 @@ def store_sizes(sizes: list[int], rounds: int = 3) -> list[dict]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def scenario_i(repeats: int, quick: bool, notes: list[str]) -> list[Row]:
+def scenario_i(kinds: list[str], repeats: int, quick: bool, notes: list[str]) -> list[Row]:
     duration, interval = 10.0, 0.1
     ideal = round(duration / interval)
-    jobs: list[dict] = []
-    world = World("ours")
-    try:
-        world.init(vna_devices())
-        settings = world.app / "settings.toml"
-        settings.write_text(settings.read_text() + '\n[drivers.scpi]\nbackend = "@sim"\n')
-        world.start()
-        world.wait_usable()
-        for r in range(repeats):
-            d = _job(world, duration, interval)
-            jobs.append(d)
-            log(
-                f"i job {r + 1}/{repeats}: {d['status']}, {d['samples']}/{ideal} samples, "
-                f"{d['full']} with all {POINTS} points, p99 interval error {d['dev_ms']:.1f} ms, "
-                f"{d['mib']:.1f} MiB"
-            )
-    except Exception as exc:  # noqa: BLE001
-        log(f"i FAILED: {exc}")
-        notes.append(f"i failed: {str(exc)[:300]}")
-    finally:
-        world.teardown()
+    jobs = {kind: run_jobs(kind, repeats, duration, interval, notes) for kind in kinds}
     sizes = [10**k for k in (2, 3, 4)] + ([] if quick else [5 * 10**4])
     stored = store_sizes(sizes)
-    rows: list[Row] = []
-    if jobs:
-        rows += [
-            row(
-                "i",
-                f"{duration:g} s job of {POINTS}-point traces at {interval * 1000:g} ms: "
-                "samples kept (%)",
-                [100.0 * d["samples"] / ideal for d in jobs],
-                fmt="{:.0f}",
-                note=f"{ideal} ideal; statuses {', '.join(d['status'] for d in jobs)}",
+    theirs = theirs_appends(sizes, notes) if "theirs" in kinds else {}
+    o, t = jobs.get("ours") or [], jobs.get("theirs") or []
+
+    def per(js: list[dict], f) -> list[float] | None:
+        return [f(d) for d in js] if js else None
+
+    rows = [
+        row(
+            "i",
+            f"{duration:g} s job of {POINTS}-point traces at {interval * 1000:g} ms: "
+            "samples kept (%)",
+            per(o, lambda d: 100.0 * d["samples"] / ideal),
+            per(t, lambda d: 100.0 * d["samples"] / ideal),
+            fmt="{:.0f}",
+            note=f"{ideal} ideal; ours: pyvisa-sim analyser (scpi), 2.2: tomato-example-trig",
+        ),
+        row(
+            "i",
+            f"samples with all {POINTS} points (%)",
+            per(o, lambda d: 100.0 * d["full"] / max(d["samples"], 1)),
+            per(t, lambda d: 100.0 * d["full"] / max(d["samples"], 1)),
+            fmt="{:.0f}",
+            note="timestamps monotonic: "
+            + ", ".join(
+                f"{k} {'yes' if all(d['monotonic'] for d in js) else 'NO'}"
+                for k, js in jobs.items()
+                if js
             ),
-            row(
-                "i",
-                f"samples with all {POINTS} points (%)",
-                [100.0 * d["full"] / max(d["samples"], 1) for d in jobs],
-                fmt="{:.0f}",
-                note="timestamps monotonic: "
-                + ("yes" if all(d["monotonic"] for d in jobs) else "NO"),
+        ),
+        row(
+            "i",
+            "p99 sampling-interval error (ms)",
+            per(o, lambda d: d["dev_ms"]),
+            per(t, lambda d: d["dev_ms"]),
+            fmt="{:.1f}",
+        ),
+        row(
+            "i",
+            "submit to results file (s)",
+            per(o, lambda d: d["wall_s"]),
+            per(t, lambda d: d["wall_s"]),
+            fmt="{:.1f}",
+            note="statuses "
+            + "; ".join(
+                f"{k} {', '.join(d['status'] for d in js)}" for k, js in jobs.items() if js
             ),
-            row(
-                "i",
-                "p99 sampling-interval error (ms)",
-                [d["dev_ms"] for d in jobs],
-                fmt="{:.1f}",
-            ),
-            row(
-                "i",
-                "submit to results file (s)",
-                [d["wall_s"] for d in jobs],
-                fmt="{:.1f}",
-                note=f"results file {jobs[0]['mib']:.1f} MiB",
-            ),
-        ]
+        ),
+    ]
     first = statistics.median(stored[0]["flush"]) if stored else None
     for d in stored:
         flush = statistics.median(d["flush"])
+        th = theirs.get(d["n"])
         rows.append(
             row(
                 "i",
                 f"append one 10-trace batch at {d['n']:.0e} stored traces: write + flush (ms)",
                 [x * 1000 for x in d["flush"]],
+                [th["append_s"] * 1000] if th else None,
                 note=f"store {d['mib']:.0f} MiB; median ×{flush / first:.2f} of the smallest"
-                if first
-                else "",
+                + (f"; 2.2 rewrites its {th['pickle_mb']:.0f} MiB pickle" if th else ""),
             )
         )
     for d in stored:
