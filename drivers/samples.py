@@ -17,8 +17,17 @@ trace is 10.7 kB of JSON instead of about 20 kB as a list, and costs no per-numb
 formatting). Every sample of one block has the same coordinates and so the same trace
 shapes; when a sample's coordinates differ from those before it, the host ends the block
 there and says ``"more": true``, and the collector calls ``task_data`` again. ``dims``,
-``coords`` and ``more`` may be absent (a block of scalars only). A decoder also accepts
-plain nested lists where a packed array may stand.
+``coords`` and ``more`` may be absent (a block of scalars only). Every dim named in
+``dims`` has its vector in ``coords`` (a dimension without coordinate values gets
+``0 .. k-1`` from whoever builds the block), and a coordinate is not named like a
+quantity in ``data``. A decoder also accepts plain nested lists where a packed array may
+stand. The store refuses, with a one-line ``ValueError``, a block that breaks these
+rules or changes a quantity's dims within a job (see :mod:`tomato_cli.store.jobstore`).
+
+For tomato 2.x drivers, whose ``task_data`` is an ``xarray.Dataset`` per poll: a data
+variable on ``("uts",)`` is a scalar, one on ``("uts", d1, ...)`` a trace with
+``dims = [d1, ...]``, every other coordinate goes to ``coords``, the ``units`` attrs to
+``units``, and ``uts`` (the driver's own timestamps) to ``uts``.
 """
 
 from __future__ import annotations
