@@ -4,7 +4,8 @@
 
 Scenarios (see bench/README.md): a start/stop, b one job's latency, c throughput,
 d sampling fidelity, e memory and CPU, f snapshot/NetCDF time vs stored samples,
-g 160 pipelines at once (ours only), h long job memory (ours only).
+g 160 pipelines at once (ours only), h long job memory (ours only), i 1000-point
+traces: a 10 s job at 0.1 s and the store's append cost with traces.
 The table is printed and, unless --no-docs, written into docs/benchmarks.md.
 """
 
@@ -25,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import ROOT, THEIRS_BIN, Row, kill_world, log  # noqa: E402
 
-ALL = "abcdefgh"
+ALL = "abcdefghi"
 
 
 def machine() -> str:
@@ -101,8 +102,8 @@ def write_docs(rows: list[Row], command: str, started: str, took: float, notes: 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--scenarios", default=ALL, help="comma-separated subset of a-h (default all)")
-    ap.add_argument("--repeats", type=int, default=3, help="repeats of a-d (default 3)")
+    ap.add_argument("--scenarios", default=ALL, help="comma-separated subset of a-i (default all)")
+    ap.add_argument("--repeats", type=int, default=3, help="repeats of a-d and i (default 3)")
     ap.add_argument(
         "--quick",
         action="store_true",
@@ -137,6 +138,7 @@ def main() -> int:
     import core
     import scale
     import storage
+    import traces
 
     rows: list[Row] = []
     try:
@@ -156,6 +158,9 @@ def main() -> int:
         if "h" in which:
             log("scenario h: long job memory (ours)")
             rows += scale.scenario_h(args.quick, notes)
+        if "i" in which:
+            log("scenario i: 1000-point traces")
+            rows += traces.scenario_i(kinds, args.repeats, args.quick, notes)
     except KeyboardInterrupt:
         notes.append("run interrupted; partial table")
     finally:

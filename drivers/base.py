@@ -161,18 +161,60 @@ class ComponentSpec:
         return check_settable(self.attrs, name, value)
 
 
+@dataclass(frozen=True)
+class Measured:
+    """A declared measured quantity (one that is not an attribute): its units and shape.
+
+    ``dims`` names the extra dimensions of a trace or spectrum: a quantity with
+    ``dims=("frequency",)`` is a 1-D array per sample, stored as ``name(uts, frequency)``.
+    The coordinate of each such dimension is a quantity of its own, declared with its
+    own name as its only dim (``"frequency": Measured("Hz", dims=("frequency",))``), and
+    returned by :meth:`ComponentBase.measure` with every sample that has a trace on it.
+    ``dims=()`` (the default) is a scalar.
+    """
+
+    units: str | None = None
+    dims: tuple[str, ...] = ()
+
+    @property
+    def is_trace(self) -> bool:
+        return bool(self.dims)
+
+    def is_coordinate_of(self, name: str) -> bool:
+        """True if this declaration, under ``name``, is the coordinate of dimension ``name``."""
+        return self.dims == (name,)
+
+
+def check_measured(measured: dict[str, Measured], owner: str = "") -> None:
+    """Raise ``ValueError`` unless every trace dimension has a declared coordinate."""
+    where = f" of {owner}" if owner else ""
+    for name, decl in measured.items():
+        if name == "uts" or "/" in name:
+            raise ValueError(f"measured quantity {name!r}{where}: reserved or invalid name")
+        for dim in decl.dims:
+            coord = measured.get(dim)
+            if coord is None or not coord.is_coordinate_of(dim):
+                raise ValueError(
+                    f"measured quantity {name!r}{where} has dimension {dim!r} but no coordinate "
+                    f"{dim!r} declared as Measured(units, dims=({dim!r},))"
+                )
+        if len(set(decl.dims)) != len(decl.dims):
+            raise ValueError(f"measured quantity {name!r}{where} repeats a dimension")
+
+
 class ComponentBase:
     """One addressable channel of a device.
 
     Subclasses declare ``attr_defs`` (name -> :class:`Attr`), ``defaults`` (initial attr
-    values), ``techniques`` (capabilities) and ``measured_units`` (units of measured
-    quantities that are not attrs), and implement :meth:`measure`.
+    values), ``techniques`` (capabilities) and ``measured_defs`` (name -> :class:`Measured`:
+    units and, for traces, the dimensions of measured quantities that are not attrs), and
+    implement :meth:`measure`.
     """
 
     attr_defs: ClassVar[dict[str, Attr]] = {}
     defaults: ClassVar[dict[str, Any]] = {}
     techniques: ClassVar[frozenset[str]] = frozenset()
-    measured_units: ClassVar[dict[str, str | None]] = {}
+    measured_defs: ClassVar[dict[str, Measured]] = {}
 
     def __init__(self, address: str, channel: str, settings: dict[str, Any]):
         self.address = address
@@ -192,10 +234,16 @@ class ComponentBase:
         return set(cls.techniques)
 
     @classmethod
+    def measured(cls) -> dict[str, Measured]:
+        """The declared measured quantities."""
+        return dict(cls.measured_defs)
+
+    @classmethod
     def units_of(cls, name: str) -> str | None:
         """The units of a measured quantity or attribute, or None."""
-        if name in cls.measured_units:
-            return cls.measured_units[name]
+        decl = cls.measured_defs.get(name)
+        if decl is not None:
+            return decl.units
         attr = cls.attr_defs.get(name)
         return attr.units if attr is not None else None
 
@@ -235,7 +283,14 @@ class ComponentBase:
             self._write_attr(name, value)
 
     def measure(self, technique: str, elapsed: float) -> dict[str, Any]:
-        """One sample of a running task, ``elapsed`` seconds after its start."""
+        """One sample of a running task, ``elapsed`` seconds after its start.
+
+        A mapping of quantity name to value: a scalar, or for a quantity declared with
+        ``dims`` an array (numpy array or nested list) of that many dimensions, together
+        with the coordinate array of each of its dimensions. An optional ``"uts"`` entry
+        (Unix seconds, float) is the sample's own timestamp, kept as it is; without it
+        the sampler stamps the sample when ``measure`` returns.
+        """
         raise NotImplementedError(f"{type(self).__name__} cannot measure {technique!r}")
 
     def idle_measure(self) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any, ClassVar
 
-from drivers.base import Attr, ComponentBase, DriverBase
+from drivers.base import Attr, ComponentBase, DriverBase, Measured
 
 
 class CounterComponent(ComponentBase):
@@ -19,7 +19,7 @@ class CounterComponent(ComponentBase):
     }
     defaults: ClassVar[dict[str, Any]] = {"max": 10, "min": 0, "param": 1.0, "choice": "red"}
     techniques: ClassVar[frozenset[str]] = frozenset({"count", "random"})
-    measured_units: ClassVar[dict[str, str | None]] = {"val": None}
+    measured_defs: ClassVar[dict[str, Measured]] = {"val": Measured()}
 
     def measure(self, technique: str, elapsed: float) -> dict[str, Any]:
         """``val`` for ``technique`` plus the current attrs."""

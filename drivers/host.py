@@ -3,7 +3,8 @@
 Run as ``python -m drivers.host --driver NAME --port PORT [--settings JSON]
 [--logfile PATH]``. Components are named by key ``"<address>,<channel>"``. Each running
 task samples in its own thread (see :mod:`drivers.sampler` for the schedule and the
-sample-count rule); samples stay buffered until ``task_data`` collects them.
+sample-count rule); samples stay buffered until ``task_data`` collects them, as one block
+of scalars and traces per reply (see :mod:`drivers.samples` for its layout).
 
 ``set_attr`` is allowed while a task runs on the component (the change shows up in the
 following samples). Set ``TOMATO_DEBUG_COMMANDS=1`` to enable ``debug_crash`` and
@@ -23,9 +24,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from drivers.base import AttrError, ComponentBase, DriverBase, TaskError
+from drivers.base import AttrError, ComponentBase, DriverBase, TaskError, check_measured
 from drivers.registry import load_driver
 from drivers.sampler import DEFAULT_BUFFER_LIMIT, Sampler
+from drivers.samples import encode_block, leading_run
 from tomato_cli.rpc import LOOPBACK, Reply, RpcError, RpcServer
 from tomato_cli.units import to_seconds
 
@@ -125,6 +127,7 @@ class DriverHost:
                     continue
                 extra = {"options": dict(options)} if options else {}
                 created[key] = self.driver.create_component(str(address), str(channel), **extra)
+                check_measured(created[key].measured(), f"component {key!r}")
                 created[key].options = dict(options)
             for key, comp in created.items():
                 replaced = key in self.components
@@ -276,16 +279,17 @@ class DriverHost:
         return sampler.status()
 
     def cmd_task_data(self, key: str) -> dict[str, Any]:
+        """The buffered samples as one block (see :mod:`drivers.samples` for the reply)."""
         sampler = self._sampler(key)
         comp = self.components[key]
         if sampler is None:
             return {"uts": [], "data": {}, "units": {}}
-        uts, rows = sampler.drain()
-        names: dict[str, None] = {}
-        for row in rows:
-            names.update(dict.fromkeys(row))
-        data = {name: [row.get(name) for row in rows] for name in names}
-        return {"uts": uts, "data": data, "units": {name: comp.units_of(name) for name in names}}
+        measured = comp.measured()
+        if any(decl.dims for decl in measured.values()):
+            uts, rows, left = sampler.take(lambda rows: leading_run(rows, measured))
+        else:
+            uts, rows, left = sampler.take(len)
+        return encode_block(uts, rows, comp, more=left > 0)
 
     def cmd_task_stop(self, key: str) -> dict[str, Any]:
         sampler = self._sampler(key)

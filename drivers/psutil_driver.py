@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from drivers.base import Attr, ComponentBase, DriverBase
+from drivers.base import Attr, ComponentBase, DriverBase, Measured
 
 
 class PsutilComponent(ComponentBase):
@@ -14,14 +14,14 @@ class PsutilComponent(ComponentBase):
         "disk_path": Attr(str, status=True),
     }
     techniques: ClassVar[frozenset[str]] = frozenset({"all_info"})
-    measured_units: ClassVar[dict[str, str | None]] = {
-        "cpu_percent": "percent",
-        "mem_used": "B",
-        "mem_available": "B",
-        "mem_percent": "percent",
-        "disk_percent": "percent",
-        "net_bytes_sent": "B",
-        "net_bytes_recv": "B",
+    measured_defs: ClassVar[dict[str, Measured]] = {
+        "cpu_percent": Measured("percent"),
+        "mem_used": Measured("B"),
+        "mem_available": Measured("B"),
+        "mem_percent": Measured("percent"),
+        "disk_percent": Measured("percent"),
+        "net_bytes_sent": Measured("B"),
+        "net_bytes_recv": Measured("B"),
     }
 
     def reset(self) -> None:

@@ -6,6 +6,11 @@ records ``floor(max_duration / interval)`` samples, the last one at (or just bef
 ``max_duration``; there is no sample at ``t = 0``. Deadlines never drift. A late sample
 is taken at once; slots already overdue by more than ``catchup_window`` seconds are
 skipped (counted in ``missed``) instead of being burst out back to back.
+
+Each sample is stamped with ``time.time()`` when ``measure`` returns (strictly
+increasing), unless the component's sample carries its own ``uts``, which is kept as is.
+Samples are checked against the component's declared quantities
+(:func:`drivers.samples.check_sample`); one that does not fit ends the task with an error.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from drivers.base import ComponentBase
+from drivers.samples import check_sample
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +64,7 @@ class Sampler:
         self._component_lock = component_lock
         self._catchup = catchup_window
         self._clock = clock
+        self._measured = component.measured()
         self._buffer: deque[tuple[float, dict[str, Any]]] = deque(maxlen=buffer_limit)
         self._buffer_lock = threading.Lock()
         self._stop = threading.Event()
@@ -109,10 +116,21 @@ class Sampler:
 
     def drain(self) -> tuple[list[float], list[dict[str, Any]]]:
         """Take every buffered sample out, oldest first."""
+        uts, rows, _ = self.take(len)
+        return uts, rows
+
+    def take(
+        self, count: Callable[[list[dict[str, Any]]], int]
+    ) -> tuple[list[float], list[dict[str, Any]], int]:
+        """Take the first ``count(rows)`` buffered samples out; also say how many are left."""
         with self._buffer_lock:
             items = list(self._buffer)
-            self._buffer.clear()
-        return [uts for uts, _ in items], [values for _, values in items]
+            k = count([values for _, values in items])
+            for _ in range(k):
+                self._buffer.popleft()
+            left = len(items) - k
+        items = items[:k]
+        return [uts for uts, _ in items], [values for _, values in items], left
 
     def _run(self) -> None:
         start = self._clock()
@@ -146,11 +164,16 @@ class Sampler:
                     pass
                 with self._component_lock:
                     values = self.component.measure(self.technique, elapsed)
-                uts = time.time()
-                if uts <= last_uts:
-                    uts = last_uts + 1e-6
-                last_uts = uts
-                self._append(uts, dict(values))
+                values = check_sample(values, self._measured)
+                own = values.pop("uts", None)
+                if own is not None:
+                    uts = own
+                else:
+                    uts = time.time()
+                    if uts <= last_uts:
+                        uts = last_uts + 1e-6
+                    last_uts = uts
+                self._append(uts, values)
                 n += 1
         except Exception as exc:
             self.error = f"{type(exc).__name__}: {exc}".splitlines()[0]

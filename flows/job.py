@@ -6,6 +6,7 @@ import contextvars
 import threading
 import time
 from collections import defaultdict
+from functools import partial
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -20,6 +21,7 @@ from prefect.futures import wait
 from prefect.states import Cancelled, Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from drivers.samples import collect_task_data
 from flows.context import JobRun, NotGranted, granted_context
 from tomato_cli.models import Task
 from tomato_cli.store.results import write_final_results
@@ -49,12 +51,11 @@ def _wait_trigger(run: JobRun, name: str) -> bool:
 
 
 def _collect(run: JobRun, role: str, index: int) -> int:
-    data = run.driver_call(role, "task_data")
-    n = len(data.get("uts", []))
+    fetch = partial(run.driver_call, role, "task_data")
+    n, latest = collect_task_data(fetch, run.store, role, index)
     if n:
-        run.store.append(role, data["uts"], data["data"], data.get("units", {}), step=index)
         run.samples[role] = run.samples.get(role, 0) + n
-        run.latest[role] = {k: v[-1] for k, v in data["data"].items()}
+        run.latest[role] = latest
     return n
 
 

@@ -5,6 +5,14 @@ or options; per channel, how the channel enters the commands (``{ch}``); and per
 technique, which attributes are set at its start and which are sampled at each step.
 Commands are plain text with two placeholders: ``{ch}`` (the channel token) and
 ``{value}`` (the formatted value of a set command).
+
+Traces: a ``traces`` entry is a query whose reply is a whole trace (a network
+analyser's sweep, an oscilloscope's waveform) as separated numbers, optionally scaled;
+its ``axis`` names an ``axes`` entry that says where the abscissa comes from: evenly
+spaced from ``start`` to ``stop`` (``linspace``), from ``start`` in steps of ``step``
+(``step``), or a query of its own (``query``). Numbers in these may be attr names, which
+are queried at each sample. A technique samples a trace like an attr; the trace is
+stored as ``name(uts, axis)`` beside the coordinate ``axis``.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from drivers.base import Attr, AttrError
+from drivers.base import Attr, AttrError, Measured
 from tomato_cli.models.files import format_error, load_mapping
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "instruments"
@@ -101,6 +109,65 @@ class ChannelSpec(BaseModel):
         return self.token.replace("{channel}", channel)
 
 
+Number = float | str  # a number, or the name of an attr to query for it
+
+
+class LinspaceSpec(BaseModel):
+    """An axis of evenly spaced values from ``start`` to ``stop`` (both included)."""
+
+    model_config = ConfigDict(extra="forbid")
+    start: Number
+    stop: Number
+    points: Number | None = None  # if given: the trace must have this many points
+
+
+class StepSpec(BaseModel):
+    """An axis ``start + i * step`` for the points of the trace."""
+
+    model_config = ConfigDict(extra="forbid")
+    start: Number = 0.0
+    step: Number
+
+
+class AxisSpec(BaseModel):
+    """Where the abscissa of a trace comes from: exactly one of linspace, step or query."""
+
+    model_config = ConfigDict(extra="forbid")
+    units: str | None = None
+    linspace: LinspaceSpec | None = None
+    step: StepSpec | None = None
+    query: str | None = None  # replies with the values, like a trace
+    separator: str = ","
+
+    @model_validator(mode="after")
+    def _check(self) -> AxisSpec:
+        given = [k for k in ("linspace", "step", "query") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("needs exactly one of linspace, step or query")
+        return self
+
+    def refs(self) -> list[str]:
+        """The attr names the axis reads."""
+        parts = [self.linspace, self.step]
+        values = [v for p in parts if p is not None for v in p.model_dump().values()]
+        return [v for v in values if isinstance(v, str)]
+
+
+class TraceSpec(BaseModel):
+    """A query answered with a whole trace: separated numbers, ``scale * n + offset``."""
+
+    model_config = ConfigDict(extra="forbid")
+    query: str
+    axis: str
+    units: str | None = None
+    separator: str = ","
+    scale: Number = 1.0
+    offset: Number = 0.0
+
+    def refs(self) -> list[str]:
+        return [v for v in (self.scale, self.offset) if isinstance(v, str)]
+
+
 class TechniqueSpec(BaseModel):
     """A technique: attrs set at its start (around the task params) and attrs sampled."""
 
@@ -123,10 +190,13 @@ class Description(BaseModel):
     reset: list[str] = Field(default_factory=list)  # commands written first on reset
     channels: ChannelSpec = Field(default_factory=ChannelSpec)
     attrs: dict[str, AttrSpec] = Field(min_length=1)
+    axes: dict[str, AxisSpec] = Field(default_factory=dict)
+    traces: dict[str, TraceSpec] = Field(default_factory=dict)
     techniques: dict[str, TechniqueSpec] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _check(self) -> Description:
+        self._check_traces()
         for name, spec in self.attrs.items():
             if not _NAME.match(name):
                 raise ValueError(f"attr name {name!r} is not an identifier")
@@ -136,6 +206,8 @@ class Description(BaseModel):
                         raise ValueError(f"attrs.{name}.sim refers to unknown attr {ref!r}")
         for tname, tech in self.techniques.items():
             for name in tech.sample:
+                if name in self.traces:
+                    continue
                 if name not in self.attrs or self.attrs[name].query is None:
                     raise ValueError(f"technique {tname!r} samples {name!r}, which has no query")
             for name, value in {**tech.before, **tech.after}.items():
@@ -152,8 +224,35 @@ class Description(BaseModel):
             raise ValueError(f"no_error is not a regular expression: {exc}") from None
         return self
 
+    def _check_traces(self) -> None:
+        for name in [*self.axes, *self.traces]:
+            if not _NAME.match(name) or name == "uts":
+                raise ValueError(f"trace or axis name {name!r} is not an identifier")
+        clash = (set(self.axes) | set(self.traces)) & set(self.attrs)
+        clash |= set(self.axes) & set(self.traces)
+        if clash:
+            raise ValueError(f"names used twice among attrs, axes and traces: {sorted(clash)}")
+        for kind, specs in (("axes", self.axes), ("traces", self.traces)):
+            for name, spec in specs.items():
+                for ref in spec.refs():
+                    if ref not in self.attrs or self.attrs[ref].query is None:
+                        raise ValueError(
+                            f"{kind}.{name} reads {ref!r}, which is not an attr with a query"
+                        )
+        for name, trace in self.traces.items():
+            if trace.axis not in self.axes:
+                known = ", ".join(sorted(self.axes)) or "none"
+                raise ValueError(f"trace {name!r} has unknown axis {trace.axis!r}; axes: {known}")
+
     def attrs_of(self) -> dict[str, Attr]:
         return {name: spec.attr() for name, spec in self.attrs.items()}
+
+    def measured_of(self) -> dict[str, Measured]:
+        """The traces and their axes as driver-interface declarations."""
+        out = {name: Measured(axis.units, dims=(name,)) for name, axis in self.axes.items()}
+        for name, trace in self.traces.items():
+            out[name] = Measured(trace.units, dims=(trace.axis,))
+        return out
 
 
 def search_dirs(extra: list[str | Path] | None = None) -> list[Path]:

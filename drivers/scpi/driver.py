@@ -18,11 +18,14 @@ import re
 import weakref
 from typing import Any, ClassVar
 
+import numpy as np
+
 from drivers.base import (
     Attr,
     AttrError,
     ComponentBase,
     DriverBase,
+    Measured,
     TaskError,
     known_attr,
 )
@@ -61,8 +64,12 @@ class ScpiComponent(ComponentBase):
     def capabilities(self) -> set[str]:  # type: ignore[override]
         return set(self.description.techniques)
 
+    def measured(self) -> dict[str, Measured]:  # type: ignore[override]
+        return self.description.measured_of()
+
     def units_of(self, name: str) -> str | None:  # type: ignore[override]
-        spec = self.description.attrs.get(name)
+        desc = self.description
+        spec = desc.attrs.get(name) or desc.traces.get(name) or desc.axes.get(name)
         return spec.units if spec is not None else None
 
     def constants(self) -> dict[str, Any]:
@@ -113,8 +120,74 @@ class ScpiComponent(ComponentBase):
                 self._write_attr(name, value)
 
     def measure(self, technique: str, elapsed: float) -> dict[str, Any]:
-        """Query every attr the technique samples."""
-        return {name: self.get_attr(name) for name in self.description.techniques[technique].sample}
+        """Query every attr and trace the technique samples (a trace with its axis)."""
+        out: dict[str, Any] = {}
+        for name in self.description.techniques[technique].sample:
+            if name in self.description.traces:
+                out[name] = self.read_trace(name)
+                axis = self.description.traces[name].axis
+                if axis not in out:
+                    out[axis] = self.read_axis(axis, len(out[name]))
+                elif len(out[axis]) != len(out[name]):
+                    raise InstrumentError(
+                        f"{self._where()}: trace {name!r} has {len(out[name])} points, "
+                        f"other traces on axis {axis!r} have {len(out[axis])}"
+                    )
+            else:
+                out[name] = self.get_attr(name)
+        return out
+
+    # -- traces -----------------------------------------------------------------------
+    def read_trace(self, name: str) -> np.ndarray:
+        """Query trace ``name`` and parse it (scaled as the description says)."""
+        spec = self.description.traces[name]
+        values = self._query_numbers(spec.query, spec.separator, f"trace {name!r}")
+        scale, offset = self._number(spec.scale), self._number(spec.offset)
+        return values * scale + offset if (scale, offset) != (1.0, 0.0) else values
+
+    def read_axis(self, name: str, points: int) -> np.ndarray:
+        """The values of axis ``name`` for a trace of ``points`` points."""
+        spec = self.description.axes[name]
+        if spec.query is not None:
+            values = self._query_numbers(spec.query, spec.separator, f"axis {name!r}")
+            if len(values) != points:
+                raise InstrumentError(
+                    f"{self._where()}: axis {name!r} has {len(values)} values for a trace "
+                    f"of {points} points"
+                )
+            return values
+        if spec.step is not None:
+            start, step = self._number(spec.step.start), self._number(spec.step.step)
+            return start + step * np.arange(points, dtype=np.float64)
+        assert spec.linspace is not None
+        lin = spec.linspace
+        if lin.points is not None and int(self._number(lin.points)) != points:
+            raise InstrumentError(
+                f"{self._where()}: trace on axis {name!r} has {points} points, but "
+                f"{lin.points!r} says {int(self._number(lin.points))}"
+            )
+        return np.linspace(self._number(lin.start), self._number(lin.stop), points)
+
+    def _number(self, value: float | str) -> float:
+        """A number of a description, or the current value of the attr it names."""
+        return float(self.get_attr(value)) if isinstance(value, str) else float(value)
+
+    def _query_numbers(self, template: str, separator: str, what: str) -> np.ndarray:
+        command = self._render(template)
+        with self.connection.lock:
+            self._select()
+            reply = self.connection.query(command)
+        text = reply.strip()
+        try:
+            values = np.array([float(v) for v in text.split(separator)], dtype=np.float64)
+        except ValueError:
+            values = np.empty(0)
+        if values.size == 0 or not np.isfinite(values).all():
+            raise InstrumentError(
+                f"{self._where()}: garbled reply {_shorten(text)!r} to {command!r} "
+                f"(expected {what} as {separator!r}-separated numbers)"
+            )
+        return values
 
     def idle_measure(self) -> dict[str, Any]:
         """The read-only (measured) attrs."""

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import xarray as xr
 
@@ -41,6 +42,13 @@ def devices(tcp_address: str) -> dict[str, Any]:
                 "options": {"instrument": "temperature_controller"},
             },
             {
+                "name": "vna-sim",
+                "driver": "scpi",
+                "address": "TCPIP0::127.0.0.1::inst0::INSTR",
+                "channels": ["1"],
+                "options": {"instrument": "network_analyser"},
+            },
+            {
                 "name": "pstat-tcp",
                 "driver": "scpi",
                 "address": tcp_address,
@@ -56,6 +64,10 @@ def devices(tcp_address: str) -> dict[str, Any]:
             {
                 "name": "tc-sim",
                 "devices": [{"role": "furnace", "device": "tc-sim", "channel": "1"}],
+            },
+            {
+                "name": "vna-sim",
+                "devices": [{"role": "vna", "device": "vna-sim", "channel": "1"}],
             },
             {
                 "name": "pstat-tcp-*",
@@ -141,6 +153,35 @@ def test_jobs_run_on_both_simulated_instruments(lab: Tomato, tmp_path: Path) -> 
     assert set(data["setpoint"].values) == {80.0}
     # after the job the components are reset to the description's defaults
     assert lab.ok("passata", "get", "pstat-sim-1.pstat", "output")["value"] is False
+
+
+def test_trace_job_writes_a_trace_against_its_frequency_axis(lab: Tomato, tmp_path: Path) -> None:
+    """Two sweeps over different ranges: each step's traces on the union of frequencies."""
+    lab.prepare("vna-sim", "filter-C")
+    jobid = lab.submit(
+        payload(
+            "filter-C",
+            step("vna", "sweep", 1.0, 0.1),
+            step("vna", "sweep", 0.5, 0.1, start_frequency="500 kHz", stop_frequency="999.5 MHz"),
+        ),
+        cwd=tmp_path,
+    )
+    job = lab.wait_job(jobid)
+    assert job["status"] == "c", job
+    with xr.open_datatree(tmp_path / f"results.{jobid}.nc") as tree:  # plain xarray
+        data = tree["vna"].to_dataset().load()
+    assert data["s21"].dims == ("uts", "frequency") and data["s21"].dtype == "float64"
+    assert data["s21"].attrs["units"] == "dB" and data["frequency"].attrs["units"] == "Hz"
+    assert "frequency" in data.coords and data["uts"].dtype.kind == "M"
+    assert data.sizes["uts"] == 15  # every sample: 10 + 5
+    freq = data["frequency"].values
+    assert (np.diff(freq) > 0).all() and freq[0] == 5e5 and freq[-1] == 1e9
+    finite = np.isfinite(data["s21"].values).sum(axis=1)
+    assert (finite == 1000).all()  # each sweep keeps its 1000 points, NaN elsewhere
+    first, second = data["s21"].values[:10], data["s21"].values[10:]
+    np.testing.assert_array_equal(np.isfinite(first[0]), np.isin(freq, np.linspace(1e6, 1e9, 1000)))
+    assert np.isfinite(second[:, 0]).all() and np.isnan(first[:, 0]).all()
+    assert ((data["s21"] >= -40) & (data["s21"] <= -3)).sum() == 15 * 1000
 
 
 def test_passata_talks_to_the_simulated_instruments(lab: Tomato) -> None:

@@ -100,3 +100,66 @@ def test_mistakes_are_one_line(tmp_path: Path, change: dict, reason: str) -> Non
 def test_unknown_name_lists_the_available_ones() -> None:
     with pytest.raises(DescriptionError, match="unknown instrument description 'nope'.*potentio"):
         load_description("nope")
+
+
+def test_trace_instruments_load_and_the_sim_answers_their_queries() -> None:
+    sims = yaml.safe_load(SIM_FILE.read_text())["devices"]
+    for name in ("network_analyser", "oscilloscope"):
+        desc = load_description(name)
+        sim = sims[name]
+        queries = {d["q"] for d in sim.get("dialogues", [])}
+        queries |= {p["getter"]["q"] for p in sim.get("properties", {}).values()}
+        for channel in sim.get("channels", {}).values():
+            queries |= {d["q"] for d in channel.get("dialogues", [])}
+            queries |= {p["getter"]["q"] for p in channel["properties"].values()}
+        sent = [s.query for s in [*desc.attrs.values(), *desc.traces.values()] if s.query]
+        for query in sent:
+            assert query.replace("{ch}", "{ch_id}") in queries, (name, query)
+    vna = load_description("network_analyser").measured_of()
+    assert vna["s21"].units == "dB" and vna["s21"].dims == ("frequency",)
+    assert vna["frequency"].units == "Hz" and vna["frequency"].is_coordinate_of("frequency")
+
+
+TRACED = {
+    **BASE,
+    "axes": {"x": {"units": "Hz", "linspace": {"start": 0, "stop": "level"}}},
+    "traces": {"spectrum": {"query": "SPEC{ch}?", "axis": "x", "units": "V"}},
+    "techniques": {"scan": {"sample": ["spectrum", "reading"]}},
+}
+
+
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        ({"traces": {"spectrum": {"query": "S?", "axis": "y"}}}, "unknown axis 'y'; axes: x"),
+        ({"axes": {"x": {"units": "Hz"}}}, "needs exactly one of linspace, step or query"),
+        (
+            {"axes": {"x": {"query": "X?", "step": {"step": 1}}}},
+            "needs exactly one of linspace, step or query",
+        ),
+        (
+            {"axes": {"x": {"linspace": {"start": 0, "stop": "nope"}}}},
+            "axes.x reads 'nope', which is not an attr with a query",
+        ),
+        (
+            {"traces": {"spectrum": {"query": "S?", "axis": "x", "scale": "gain"}}},
+            "traces.spectrum reads 'gain', which is not an attr with a query",
+        ),
+        (
+            {"traces": {"reading": {"query": "S?", "axis": "x"}}},
+            "names used twice among attrs, axes and traces: ['reading']",
+        ),
+        (
+            {
+                "axes": {"uts": {"query": "X?"}},
+                "traces": {"spectrum": {"query": "S?", "axis": "uts"}},
+            },
+            "trace or axis name 'uts' is not an identifier",
+        ),
+    ],
+)
+def test_trace_mistakes_are_one_line(tmp_path: Path, change: dict, reason: str) -> None:
+    load_description(str(_write(tmp_path, TRACED)))  # the base is fine
+    with pytest.raises(DescriptionError) as info:
+        load_description(str(_write(tmp_path, {**TRACED, **change})))
+    assert reason in str(info.value) and "\n" not in str(info.value)

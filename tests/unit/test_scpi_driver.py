@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pytest
 
 from drivers.base import TaskError
@@ -334,3 +335,86 @@ def test_garbled_error_query_is_not_called_a_refusal(
     sim.fault = "garble"
     msg = fails(host, "set_attr", key=key, attr="source_current", value=0.001)
     assert "garbled reply" in msg and "to ':SYST:ERR?' (expected an error code)" in msg
+
+
+VNA = "TCPIP0::127.0.0.1::inst0::INSTR"
+SCOPE = "USB0::0x0699::0x0401::SIM1::INSTR"
+
+
+@pytest.fixture
+def trace_host(tmp_path: Any) -> DriverHost:
+    """The pyvisa-sim network analyser and oscilloscope, and an analyser whose trace query
+    answers text (its description in tmp_path)."""
+    import yaml
+
+    from drivers.scpi.description import BUILTIN_DIR
+
+    garbled = yaml.safe_load((BUILTIN_DIR / "network_analyser.yaml").read_text())
+    garbled["traces"]["s21"]["query"] = "*IDN?"
+    (tmp_path / "garbled_vna.yaml").write_text(yaml.safe_dump(garbled))
+    host = DriverHost(ScpiDriver({"backend": "@sim", "instruments": [str(tmp_path)]}))
+    comps = [
+        {"address": VNA, "channel": "1", "options": {"instrument": "network_analyser"}},
+        {"address": VNA, "channel": "2", "options": {"instrument": "garbled_vna"}},
+        {"address": SCOPE, "channel": "1", "options": {"instrument": "oscilloscope"}},
+    ]
+    ok(host, "register", components=comps)
+    return host
+
+
+def _trace_task(host: DriverHost, key: str, technique: str, **params: Any) -> dict[str, Any]:
+    ok(host, "reset", key=key)
+    ok(
+        host,
+        "task_start",
+        key=key,
+        technique_name=technique,
+        max_duration=0.3,
+        sampling_interval=0.1,
+        task_params=params,
+    )
+    return wait_task(host, key)
+
+
+def test_network_analyser_sweeps_are_traces_on_a_frequency_axis(trace_host: DriverHost) -> None:
+    from drivers.samples import decode_block
+
+    key = f"{VNA},1"
+    status = _trace_task(
+        trace_host, key, "sweep", start_frequency="10 MHz", stop_frequency="1.009 GHz"
+    )
+    assert status["error"] is None and status["samples"] == 3
+    block = decode_block(ok(trace_host, "task_data", key=key))
+    assert block.dims == {"s21": ("frequency",)} and not block.more
+    assert block.units == {"s21": "dB", "frequency": "Hz"}
+    assert block.data["s21"].shape == (3, 1000)
+    assert ((block.data["s21"] >= -40) & (block.data["s21"] <= -3)).all()
+    np.testing.assert_allclose(block.coords["frequency"], np.linspace(1e7, 1.009e9, 1000))
+    assert ok(trace_host, "status", key=key)["idle"] == {}  # no trace in the status
+
+
+def test_oscilloscope_waveform_is_scaled_on_a_time_axis(trace_host: DriverHost) -> None:
+    from drivers.samples import decode_block
+
+    key = f"{SCOPE},1"
+    status = _trace_task(trace_host, key, "acquire")
+    assert status["error"] is None
+    block = decode_block(ok(trace_host, "task_data", key=key))
+    levels = np.round((block.data["waveform"] + 5.12) / 0.04, 9)  # back to the sim's levels
+    np.testing.assert_array_equal(levels, np.round(levels))
+    assert levels.min() >= 0 and levels.max() <= 255 and levels.std() > 10
+    np.testing.assert_allclose(block.coords["time"], -5e-3 + 1e-5 * np.arange(1000))
+    assert block.units == {"waveform": "V", "time": "s"}
+
+
+def test_trace_failures_end_the_task_with_a_clear_error(trace_host: DriverHost) -> None:
+    status = _trace_task(trace_host, f"{VNA},1", "sweep", points=201)
+    assert status["error"] == (
+        f"InstrumentError: network_analyser at {VNA} channel 1: trace on axis 'frequency' "
+        "has 1000 points, but 'points' says 201"
+    )
+    status = _trace_task(trace_host, f"{VNA},2", "sweep")
+    assert status["error"].startswith(
+        f"InstrumentError: network_analyser at {VNA} channel 2: garbled reply "
+        "'tomato-sim,network_analyser,0,1.0' to '*IDN?' (expected trace 's21' as ','-separated"
+    )

@@ -95,6 +95,9 @@ class Recovery:
 
     def _salvage(self, job: Job, context: JobContext) -> None:
         """Stop the dead job's tasks on the hardware; store what the drivers still buffer."""
+        from functools import partial
+
+        from drivers.samples import collect_task_data
         from tomato_cli.store import JobStore
 
         with JobStore(Path(job.jobpath)) as store:
@@ -102,10 +105,8 @@ class Recovery:
                 comp = entry.component
                 try:
                     self.supervisor.call(comp.driver, "task_stop", key=comp.key)
-                    reply = self.supervisor.call(comp.driver, "task_data", key=comp.key)
-                    data = reply.data or {}
-                    if data.get("uts"):
-                        store.append(role, data["uts"], data["data"], data.get("units", {}))
+                    fetch = partial(self.supervisor.call, comp.driver, "task_data", key=comp.key)
+                    collect_task_data(lambda: fetch().data or {}, store, role)  # noqa: B023
                     self.supervisor.call(comp.driver, "reset", key=comp.key)
                 except (Unreachable, OSError, ValueError) as exc:
                     log.warning("job %s: could not salvage %s: %s", job.id, comp.name, exc)

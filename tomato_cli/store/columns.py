@@ -57,3 +57,43 @@ def merge_column(parts: Sequence[tuple[int, np.ndarray]], total: int) -> np.ndar
     for offset, arr in parts:
         out[offset : offset + len(arr)] = arr
     return out
+
+
+def to_trace(values: Any, name: str, n: int, ndims: int) -> np.ndarray:
+    """Convert an appended trace column to an array of shape ``(n, k1, ...)``.
+
+    Numbers and bools only; ints become int64, floats float64. Raises ValueError.
+    """
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"trace {name!r} must hold numbers or bools, got {arr.dtype}")
+    if arr.ndim != ndims + 1 or arr.shape[0] != n:
+        raise ValueError(
+            f"trace {name!r} must have shape (samples, {ndims} extra dims) = ({n}, ...), "
+            f"got {arr.shape}"
+        )
+    if arr.dtype.kind in "iu":
+        return arr.astype(np.int64, copy=False)
+    if arr.dtype.kind == "f":
+        return arr.astype(np.float64, copy=False)
+    return arr
+
+
+def union_coordinate(vectors: Sequence[np.ndarray]) -> np.ndarray:
+    """The coordinate of a dim over batches: the common vector, or the sorted union.
+
+    This is the outer join that tomato 2.2 (``xarray.concat``) does: if every batch has
+    the same coordinate vector it is kept as it is (in its order); otherwise the result
+    is every distinct value, sorted, and each trace is placed at its own values.
+    """
+    first = vectors[0]
+    if all(v is first or np.array_equal(v, first) for v in vectors[1:]):
+        return first
+    return np.unique(np.concatenate(vectors))
+
+
+def placement(coord: np.ndarray, union: np.ndarray) -> np.ndarray | None:
+    """Where a batch's coordinate values lie in the union (None: exactly the union)."""
+    if coord is union or np.array_equal(coord, union):
+        return None
+    return np.searchsorted(union, coord)

@@ -7,6 +7,12 @@ root attrs ``tomato_version`` and ``tomato_Job``; one group per role with attrs
 xarray decodes it to datetime64 unless ``decode_times=False``); one variable per column,
 numeric ones with a CF ``units`` attribute, bools stored as int8 with ``dtype: "bool"``
 (decoded back to bool by xarray), strings as variable-length strings without units.
+
+Traces (see :mod:`.jobstore`) are variables ``name(uts, dim, ...)`` beside a coordinate
+variable ``dim(dim)`` with its own ``units``, float64 with NaN as fill value where a
+trace has no value: for tomato-example-trig that is ``ordinate(uts, abscissa)`` and
+``abscissa(abscissa)``, the names, dims and dtypes tomato 2.2 writes (which adds no
+``units`` where the driver gives none; we write ``"1"`` there as for every number).
 """
 
 from __future__ import annotations
@@ -32,7 +38,27 @@ UTS_ATTRS = {
 }
 
 
-def _write_group(group: netCDF4.Group, role: str, component: str, data: RoleData) -> None:
+def _numeric_variable(
+    group: netCDF4.Group, name: str, dtype: np.dtype, dims: tuple[str, ...], units: str | None
+) -> tuple[netCDF4.Variable, np.dtype]:
+    """A numeric variable with CF units; returns it and the dtype its values are written in."""
+    if dtype.kind == "b":
+        var = group.createVariable(name, "i1", dims, fill_value=False)
+        var.setncatts({"units": cf_units(units), "dtype": "bool"})
+        return var, np.dtype(np.int8)
+    if dtype.kind == "f":
+        var = group.createVariable(name, "f8", dims, fill_value=np.nan)
+        var.setncatts({"units": cf_units(units)})
+        return var, np.dtype(np.float64)
+    var = group.createVariable(name, "i8", dims, fill_value=False)
+    var.setncatts({"units": cf_units(units)})
+    return var, np.dtype(np.int64)
+
+
+def _write_group(
+    group: netCDF4.Group, role: str, component: str, store: JobStore, data: RoleData
+) -> None:
+    """One role's group: ``uts``, coordinates, scalar columns, then traces batch by batch."""
     group.setncatts({"tomato_Component": component, "role": role})
     n = len(data)
     group.createDimension("uts", n if n else None)
@@ -40,27 +66,31 @@ def _write_group(group: netCDF4.Group, role: str, component: str, data: RoleData
     uts.setncatts(UTS_ATTRS)
     if n:
         uts[:] = data.uts
+    for dim, vec in data.coords.items():
+        group.createDimension(dim, len(vec))
+        var, dtype = _numeric_variable(group, dim, vec.dtype, (dim,), data.units.get(dim))
+        var[:] = vec.astype(dtype, copy=False)
     for name, arr in data.columns.items():
-        kind = arr.dtype.kind
-        if kind == "U":
+        if name in data.traces:
+            continue
+        if arr.dtype.kind == "U":
             var = group.createVariable(name, str, ("uts",))
             if n:
                 var[:] = arr.astype(object)
             continue
-        if kind == "b":
-            var = group.createVariable(name, "i1", ("uts",), fill_value=False)
-            var.setncatts({"units": cf_units(data.units.get(name)), "dtype": "bool"})
-            values = arr.astype(np.int8)
-        elif kind == "f":
-            var = group.createVariable(name, "f8", ("uts",), fill_value=np.nan)
-            var.setncatts({"units": cf_units(data.units.get(name))})
-            values = arr
-        else:
-            var = group.createVariable(name, "i8", ("uts",), fill_value=False)
-            var.setncatts({"units": cf_units(data.units.get(name))})
-            values = arr.astype(np.int64, copy=False)
+        var, dtype = _numeric_variable(group, name, arr.dtype, ("uts",), data.units.get(name))
         if n:
-            var[:] = values
+            var[:] = arr.astype(dtype, copy=False)
+    traces = {
+        name: _numeric_variable(
+            group, name, layout.dtype, ("uts", *layout.dims), data.units.get(name)
+        )
+        for name, layout in data.traces.items()
+    }
+    for offset, slabs in store.trace_slabs(role, data):
+        for name, slab in slabs.items():
+            var, dtype = traces[name]
+            var[offset : offset + len(slab)] = slab.astype(dtype, copy=False)
 
 
 def _fsync(path: Path) -> None:
@@ -87,8 +117,8 @@ def write_results(
 
     ``components`` maps each role to its ``tomato_Component`` JSON; every such role gets
     a group, even without samples. Roles in the store but not in ``components`` are
-    written too, with ``tomato_Component`` set to ``"null"``. Holds one role in memory
-    at a time. Returns ``path``.
+    written too, with ``tomato_Component`` set to ``"null"``. Holds the scalar columns of
+    one role in memory at a time, and of its traces one batch. Returns ``path``.
     """
     path = Path(path)
     roles = [check_role(r) for r in components]
@@ -100,7 +130,8 @@ def write_results(
             nc.setncatts({"tomato_version": tomato_version, "tomato_Job": job_json})
             for role in roles:
                 group = nc.createGroup(role)
-                _write_group(group, role, components.get(role, "null"), store.read(role))
+                data = store.read(role, traces=False)
+                _write_group(group, role, components.get(role, "null"), store, data)
         _fsync(tmp)
         os.replace(tmp, path)
     except BaseException:
