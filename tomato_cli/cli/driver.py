@@ -69,7 +69,7 @@ def install(
     except LegacyVenvError as exc:
         fail(opts, str(exc))
     catalog = DriverCatalog(venv.path)
-    changed = [p for name, p in venv.packages().items() if before.get(name) != p]
+    changed = [p for name, p in sorted(venv.packages().items()) if before.get(name) != p]
     lines, rows = [], []
     for pkg in changed:
         problem = _check_loads(venv, pkg.module, pkg.driver)
