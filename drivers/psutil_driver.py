@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar
 
-from drivers.base import Attr, AttrError, ComponentBase, DriverBase
+from drivers.base import Attr, AttrError, ComponentBase, DriverBase, known_attr
 
 MEM = ("mem_total", "mem_avail", "mem_usage")
 CPU = ("cpu_count", "cpu_freq", "cpu_usage")
@@ -55,7 +55,7 @@ class PsutilComponent(ComponentBase):
 
     def get_attr(self, name: str) -> Any:
         """A fresh reading of ``name``."""
-        self._attr(name)
+        known_attr(self.attrs(), name)
         return _read(name)
 
     def _write_attr(self, name: str, value: Any) -> None:

@@ -26,7 +26,7 @@ import threading
 import time
 from typing import Any
 
-from drivers.base import Attr, ComponentBase, DriverBase, TaskError
+from drivers.base import Attr, ComponentBase, DriverBase, TaskError, known_attr
 from drivers.host import DriverHost, argument_parser, component_key, serve, setup_logging
 from drivers.legacy.convert import datasets_to_batch, latest, plain, to_attr, to_driver
 from drivers.sampler import sample_count
@@ -144,7 +144,7 @@ class LegacyComponent(ComponentBase):
         return {"address": self.address, "channel": self.channel, **found}
 
     def get_attr(self, name: str) -> Any:
-        attr = self._attr(name)
+        attr = known_attr(self.attrs(), name)
         return plain(self.driver.expect("cmp_get_attr", attr=name, key=self.ident), attr.units)
 
     def set_attr(self, name: str, value: Any) -> Any:
