@@ -352,7 +352,7 @@ class LegacyDriverHost(DriverHost):
         return runner.status()
 
     def cmd_task_status(self, key: str) -> dict[str, Any]:
-        runner = self._runner(key)
+        runner = self._sampler(key)
         return super().cmd_task_status(key) if runner is None else runner.status()
 
     def cmd_task_data(self, key: str) -> dict[str, Any]:
@@ -366,7 +366,7 @@ class LegacyDriverHost(DriverHost):
         return batch
 
     def cmd_task_stop(self, key: str) -> dict[str, Any]:
-        runner = self._runner(key)
+        runner = self._sampler(key)
         if runner is None:
             return self.cmd_task_status(key)
         runner.stop()
