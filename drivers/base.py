@@ -10,7 +10,14 @@ from tomato_cli.units import magnitude_in, to_seconds
 
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
-_TYPES: dict[str, type] = {"float": float, "int": int, "str": str, "bool": bool}
+_TYPES: dict[str, type] = {
+    "float": float,
+    "int": int,
+    "str": str,
+    "bool": bool,
+    "list": list,
+    "dict": dict,
+}
 
 
 class AttrError(ValueError):
@@ -39,6 +46,13 @@ class Attr:
             result: Any = self._to_bool(name, value)
         elif self.type in (int, float):
             result = self._to_number(name, value)
+        elif self.type in (list, dict):
+            if not isinstance(value, self.type):
+                tname = self.type.__name__
+                raise AttrError(
+                    f"attr {name!r}: expected {tname}, got {type(value).__name__} {value!r}"
+                )
+            result = value
         elif self.type is str:
             if not isinstance(value, str):
                 raise AttrError(

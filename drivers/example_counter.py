@@ -1,4 +1,8 @@
-"""``example_counter``: a software-only driver for tests and demos."""
+"""``example_counter``: a software-only driver for tests and demos.
+
+It has the techniques, attributes, defaults, constants and variables of the tomato 2.x
+package tomato-example-counter, so payloads written for that one run unchanged.
+"""
 
 from __future__ import annotations
 
@@ -12,14 +16,18 @@ class CounterComponent(ComponentBase):
     """A counter channel: ``count`` counts whole seconds, ``random`` draws in [min, max]."""
 
     attr_defs: ClassVar[dict[str, Attr]] = {
-        "max": Attr(float, rw=True, status=True),
-        "min": Attr(float, rw=True, status=True),
+        "max": Attr(float, rw=True),
+        "min": Attr(float, rw=True),
         "param": Attr(float, units="s", minimum=0.1, rw=True),
         "choice": Attr(str, options=("red", "green", "blue"), rw=True),
     }
-    defaults: ClassVar[dict[str, Any]] = {"max": 10, "min": 0, "param": 1.0, "choice": "red"}
+    defaults: ClassVar[dict[str, Any]] = {"max": 10, "min": 0, "param": 1.0, "choice": "green"}
     techniques: ClassVar[frozenset[str]] = frozenset({"count", "random"})
     measured_defs: ClassVar[dict[str, Measured]] = {"val": Measured()}
+
+    def constants(self) -> dict[str, Any]:
+        """Address, channel and the package's example constant."""
+        return {**super().constants(), "example_meta": "example string"}
 
     def measure(self, technique: str, elapsed: float) -> dict[str, Any]:
         """``val`` for ``technique`` plus the current attrs."""

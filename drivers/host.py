@@ -42,8 +42,9 @@ def component_key(address: Any, channel: Any) -> str:
 class DriverHost:
     """Command handler holding one driver instance, its components and tasks."""
 
-    def __init__(self, driver: DriverBase, debug_commands: bool = False):
+    def __init__(self, driver: DriverBase, debug_commands: bool = False, name: str = ""):
         self.driver = driver
+        self.name = name or driver.name
         self.debug_commands = debug_commands
         self.components: dict[str, ComponentBase] = {}
         self.locks: dict[str, threading.RLock] = {}
@@ -84,7 +85,7 @@ class DriverHost:
         """Run one command; user errors become a failed :class:`Reply`."""
         func = self._commands.get(cmd)
         if func is None:
-            return Reply(False, f"unknown command {cmd!r} for driver host {self.driver.name!r}")
+            return Reply(False, f"unknown command {cmd!r} for driver host {self.name!r}")
         with self.hang_lock:
             pass
         try:
@@ -111,7 +112,7 @@ class DriverHost:
 
     # -- components -----------------------------------------------------------------
     def cmd_hello(self) -> dict[str, Any]:
-        return {"driver": self.driver.name, "pid": os.getpid(), "components": list(self.components)}
+        return {"driver": self.name, "pid": os.getpid(), "components": list(self.components)}
 
     def cmd_register(self, components: list[dict[str, Any]]) -> dict[str, Any]:
         created: dict[str, ComponentBase] = {}
@@ -330,24 +331,30 @@ class DriverHost:
         return f"hanging for {seconds} s"
 
 
-def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m drivers.host", description=__doc__)
-    parser.add_argument("--driver", required=True, help="driver name (entry point)")
+def argument_parser(prog: str = "python -m drivers.host") -> argparse.ArgumentParser:
+    """The command line of a driver host."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
+    parser.add_argument("--driver", required=True, help="driver name (as the devices file has it)")
     parser.add_argument("--port", required=True, type=int)
     parser.add_argument("--settings", default="{}", help="driver settings as a JSON object")
     parser.add_argument("--logfile", default=None)
     parser.add_argument("--verbosity", default="INFO")
-    return parser.parse_args(argv)
+    return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run a driver host until ``shutdown``, SIGTERM or SIGINT."""
-    args = _parse_args(argv)
+def setup_logging(args: argparse.Namespace) -> None:
+    """Log to ``args.logfile`` at ``args.verbosity``, naming the driver in every line."""
     logging.basicConfig(
         filename=args.logfile,
         level=getattr(logging, str(args.verbosity).upper(), logging.INFO),
         format=f"%(asctime)s %(levelname)s [{args.driver}:%(threadName)s] %(message)s",
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a driver host until ``shutdown``, SIGTERM or SIGINT."""
+    args = argument_parser().parse_args(argv)
+    setup_logging(args)
     try:
         settings = json.loads(args.settings)
         if not isinstance(settings, dict):
@@ -357,34 +364,35 @@ def main(argv: list[str] | None = None) -> int:
         log.error("cannot start driver %r: %s", args.driver, exc)
         print(f"cannot start driver {args.driver!r}: {exc}", file=sys.stderr)
         return 2
-    host = DriverHost(driver, debug_commands=os.environ.get("TOMATO_DEBUG_COMMANDS") == "1")
+    debug = os.environ.get("TOMATO_DEBUG_COMMANDS") == "1"
+    return serve(DriverHost(driver, debug_commands=debug, name=args.driver), args.port)
+
+
+def serve(host: DriverHost, port: int) -> int:
+    """Answer commands on ``127.0.0.1:port`` until ``shutdown``, SIGTERM or SIGINT."""
     try:
-        server = RpcServer(LOOPBACK, args.port, host.handle)
+        server = RpcServer(LOOPBACK, port, host.handle)
     except OSError as exc:
-        log.error("cannot listen on %s:%d: %s", LOOPBACK, args.port, exc)
-        print(f"cannot listen on {LOOPBACK}:{args.port}: {exc}", file=sys.stderr)
+        log.error("cannot listen on %s:%d: %s", LOOPBACK, port, exc)
+        print(f"cannot listen on {LOOPBACK}:{port}: {exc}", file=sys.stderr)
         return 2
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: host.stopping.set())
     server.start_background()
     log.info(
-        "driver host %r listening on %s:%d (pid %d)",
-        driver.name,
-        LOOPBACK,
-        server.port,
-        os.getpid(),
+        "driver host %r listening on %s:%d (pid %d)", host.name, LOOPBACK, server.port, os.getpid()
     )
     while not host.stopping.wait(0.1):
         pass
     host.stop_all()
     try:
-        driver.close()
+        host.driver.close()
     except Exception:
-        log.exception("closing driver %r failed", driver.name)
+        log.exception("closing driver %r failed", host.name)
     time.sleep(0.1)  # let the reply to ``shutdown`` go out
     server.shutdown()
     server.server_close()
-    log.info("driver host %r stopped", driver.name)
+    log.info("driver host %r stopped", host.name)
     return 0
 
 

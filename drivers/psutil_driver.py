@@ -1,68 +1,75 @@
-"""``psutil``: host metrics (CPU, memory, disk, network) as a driver."""
+"""``psutil``: this host's memory and CPU as a driver, as tomato-psutil 2.1 has them.
+
+Techniques ``mem_info``, ``cpu_info`` and ``all_info`` record the same variables, with the
+same names and units, as the tomato 2.x package, so payloads and scripts written for it
+keep working.
+"""
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
-from drivers.base import Attr, ComponentBase, DriverBase, Measured
+from drivers.base import Attr, AttrError, ComponentBase, DriverBase, known_attr
+
+MEM = ("mem_total", "mem_avail", "mem_usage")
+CPU = ("cpu_count", "cpu_freq", "cpu_usage")
+TECHNIQUES = {"mem_info": MEM, "cpu_info": CPU, "all_info": MEM + CPU}
+
+
+def _cpu_freq() -> float:
+    import psutil
+
+    freq = psutil.cpu_freq()
+    return float(freq.current) if freq is not None else math.nan
+
+
+def _read(name: str) -> int | float:
+    import psutil
+
+    if name == "mem_total":
+        return int(psutil.virtual_memory().total)
+    if name == "mem_avail":
+        return int(psutil.virtual_memory().available)
+    if name == "mem_usage":
+        return float(psutil.virtual_memory().percent)
+    if name == "cpu_count":
+        return int(psutil.cpu_count() or 0)
+    if name == "cpu_freq":
+        return _cpu_freq()
+    return float(psutil.cpu_percent(interval=None))  # cpu_usage: since the previous reading
 
 
 class PsutilComponent(ComponentBase):
-    """The host itself; ``all_info`` samples CPU, memory, disk and network counters."""
+    """The host itself; every attribute is a live, read-only reading."""
 
     attr_defs: ClassVar[dict[str, Attr]] = {
-        "disk_path": Attr(str, status=True),
+        "mem_total": Attr(int, units="bytes"),
+        "mem_avail": Attr(int, units="bytes"),
+        "mem_usage": Attr(float, units="percent", status=True),
+        "cpu_count": Attr(int),
+        "cpu_freq": Attr(float, units="MHz"),
+        "cpu_usage": Attr(float, units="percent", status=True),
     }
-    techniques: ClassVar[frozenset[str]] = frozenset({"all_info"})
-    measured_defs: ClassVar[dict[str, Measured]] = {
-        "cpu_percent": Measured("percent"),
-        "mem_used": Measured("B"),
-        "mem_available": Measured("B"),
-        "mem_percent": Measured("percent"),
-        "disk_percent": Measured("percent"),
-        "net_bytes_sent": Measured("B"),
-        "net_bytes_recv": Measured("B"),
-    }
+    techniques: ClassVar[frozenset[str]] = frozenset(TECHNIQUES)
 
-    def reset(self) -> None:
-        """Restore defaults; the disk path comes from the ``disk_path`` setting or ``/``."""
-        super().reset()
-        self._values["disk_path"] = str(self.settings.get("disk_path", "/"))
+    def get_attr(self, name: str) -> Any:
+        """A fresh reading of ``name``."""
+        known_attr(self.attrs(), name)
+        return _read(name)
 
-    def constants(self) -> dict[str, Any]:
-        """Address, channel, CPU count and total memory."""
-        import psutil
-
-        return {
-            **super().constants(),
-            "cpu_count": psutil.cpu_count(),
-            "mem_total": psutil.virtual_memory().total,
-        }
+    def _write_attr(self, name: str, value: Any) -> None:
+        raise AttrError(f"attr {name!r} is read-only")
 
     def measure(self, technique: str, elapsed: float) -> dict[str, Any]:
-        """One reading of all host metrics (cpu_percent is since the previous reading)."""
-        if technique != "all_info":
+        """The readings of ``technique``'s variables."""
+        if technique not in TECHNIQUES:
             raise ValueError(f"unknown technique {technique!r}")
-        return self._read()
+        return {name: _read(name) for name in TECHNIQUES[technique]}
 
     def idle_measure(self) -> dict[str, Any]:
-        """The same reading as ``all_info``."""
-        return self._read()
-
-    def _read(self) -> dict[str, Any]:
-        import psutil
-
-        mem = psutil.virtual_memory()
-        net = psutil.net_io_counters()
-        return {
-            "cpu_percent": float(psutil.cpu_percent(interval=None)),
-            "mem_used": int(mem.used),
-            "mem_available": int(mem.available),
-            "mem_percent": float(mem.percent),
-            "disk_percent": float(psutil.disk_usage(self._values["disk_path"]).percent),
-            "net_bytes_sent": int(net.bytes_sent) if net else 0,
-            "net_bytes_recv": int(net.bytes_recv) if net else 0,
-        }
+        """All readings (as ``all_info``)."""
+        return self.measure("all_info", 0.0)
 
 
 class PsutilDriver(DriverBase):

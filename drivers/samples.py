@@ -37,12 +37,14 @@ import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from drivers.base import Measured
-from tomato_cli.store import JobStore
+
+if TYPE_CHECKING:  # not at run time: a driver host (also a tomato 2.x one) has no netCDF4
+    from tomato_cli.store import JobStore
 
 _WIRE_DTYPES = {"f": "<f8", "i": "<i8", "u": "<i8", "b": "|b1"}
 

@@ -111,7 +111,7 @@ def test_status_sections(fresh: Tomato) -> None:
     assert {d["name"] for d in devices} == {"dev-counter", "dev-psutil"}
     comps = {c["role"]: c for c in fresh.ok("tomato", "status", "components")}
     assert comps["counter"]["capabilities"] == ["count", "random"]
-    assert comps["psutil"]["capabilities"] == ["all_info"]
+    assert comps["psutil"]["capabilities"] == ["all_info", "cpu_info", "mem_info"]
     assert "unknown status section" in fresh.fails("tomato", "status", "nonsense")
     text = fresh.run("tomato", "status").out
     assert "Prefect UI: http://127.0.0.1:" in text and "pip-multidev" in text

@@ -174,7 +174,7 @@ def test_triggers(lab: Tomato, tmp_path: Path, payload: str) -> None:
     with open_results(tmp_path / f"results.{jobid}.nc") as dt:
         psutil_uts = dt["psutil"]["uts"].values
         counter_uts = dt["counter"]["uts"].values
-        assert dt["psutil"]["cpu_percent"].attrs["units"] == "percent"
+        assert dt["psutil"]["cpu_usage"].attrs["units"] == "percent"
     seconds = np.timedelta64(1, "s")
     if "start" in payload:
         # the counter starts with the second psutil step, about 1 s after the job began

@@ -166,3 +166,13 @@ def test_validate_task_rejects(
 def test_validate_task_accepts() -> None:
     COUNTER_SPEC.check_task("count", {"param": "2 s", "choice": "blue"}, "10 ms")
     COUNTER_SPEC.check_task("random", None, 0.5)
+
+
+def test_list_attributes_of_tomato_2_drivers_survive_the_round_trip() -> None:
+    """A 2.x driver may declare a list attribute (tomato-picovna's sweep_params); the
+    daemon checks it from its description."""
+    attr = Attr.from_description(Attr(list, rw=True).describe())
+    assert attr.type is list
+    assert attr.coerce("sweep", [1, 2, 3]) == [1, 2, 3]
+    with pytest.raises(AttrError, match="attr 'sweep': expected list, got str 'abc'"):
+        attr.coerce("sweep", "abc")

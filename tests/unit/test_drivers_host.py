@@ -133,7 +133,11 @@ def test_commands_and_errors(host: tuple[subprocess.Popen, DriverClient]) -> Non
     attrs = client.call("attrs", key=key)
     assert attrs["param"]["units"] == "s" and attrs["param"]["minimum"] == 0.1
     assert client.call("capabilities", key=key) == ["count", "random"]
-    assert client.call("constants", key=key) == {"address": "a", "channel": "2"}
+    assert client.call("constants", key=key) == {
+        "address": "a",
+        "channel": "2",
+        "example_meta": "example string",
+    }
     assert client.call("set_attr", key=key, attr="param", value="500 ms") == {
         "value": 0.5,
         "units": "s",
@@ -143,7 +147,8 @@ def test_commands_and_errors(host: tuple[subprocess.Popen, DriverClient]) -> Non
         client.call("set_attr", key=key, attr="param", value="1 ms")
     status = client.call("status", key=key)
     assert status["key"] == key and not status["running"] and status["technique"] is None
-    assert status["attrs"] == {"max": 10.0, "min": 0.0}
+    # no attr is flagged for status (as in tomato-example-counter): all are shown
+    assert status["attrs"] == {"max": 10.0, "min": 0.0, "param": 0.5, "choice": "green"}
     assert status["idle"]["param"] == 0.5
     assert client.call("reset", key=key)["idle"]["param"] == 1.0
     assert set(client.call("components")) == {key}
@@ -224,8 +229,8 @@ def test_psutil_host(tmp_path: Path) -> None:
         time.sleep(0.5)
         batch = client.call("task_data", key=key)
         assert len(batch["uts"]) == 3
-        assert batch["units"]["mem_used"] == "B"
-        assert batch["units"]["cpu_percent"] == "percent"
+        assert batch["units"]["mem_avail"] == "bytes"
+        assert batch["units"]["cpu_usage"] == "percent"
         client.call("shutdown")
         assert proc.wait(5) == 0
         assert "listening on 127.0.0.1" in (tmp_path / "psutil.log").read_text()

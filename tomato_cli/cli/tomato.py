@@ -10,6 +10,7 @@ from typing import Any
 
 import typer
 
+from tomato_cli.cli.driver import driver_app
 from tomato_cli.cli.output import (
     Common,
     ask,
@@ -24,6 +25,7 @@ from tomato_cli.rpc import Reply, Unreachable, call
 app = make_app("Manage the tomato daemon and its pipelines.")
 pipeline_app = typer.Typer(help="Load, eject and ready pipelines.", no_args_is_help=True)
 app.add_typer(pipeline_app, name="pipeline")
+app.add_typer(driver_app, name="driver")
 
 START_TIMEOUT_S = 30.0
 
@@ -166,7 +168,8 @@ def _status_text(what: str, data: Any) -> str:
     if what == "pipelines":
         return table(data, ["name", "ready", "sampleid", "jobid"])
     if what == "drivers":
-        return table(data, ["name", "state", "pid", "port", "restarts", "error"])
+        columns = ["name", "origin", "version", "state", "pid", "port", "restarts", "error"]
+        return table(data, columns)
     if what == "devices":
         return table(data, ["name", "driver", "address", "channels", "pollrate"])
     if what == "components":

@@ -24,7 +24,7 @@ from tomato_cli.daemon.jobs import JobControl
 from tomato_cli.daemon.launcher import JobLauncher
 from tomato_cli.daemon.lifecycle import Cause, Change, JobLifecycle
 from tomato_cli.daemon.outputs import submit_folder
-from tomato_cli.daemon.pipelines import Pipelines, known_drivers
+from tomato_cli.daemon.pipelines import Pipelines, driver_catalog
 from tomato_cli.daemon.prefect_actions import Reaction
 from tomato_cli.daemon.prefect_sync import PrefectSync
 from tomato_cli.daemon.recovery import Recovery
@@ -196,7 +196,10 @@ class Daemon:
     def serve(self) -> None:
         """Answer at once; bring up drivers, Prefect and job runners behind the API."""
         # a broken devices file must stop the start before anyone is told it worked
-        load_devices(Path(self.settings.devices.config), known_drivers=known_drivers())
+        load_devices(
+            Path(self.settings.devices.config),
+            known_drivers=driver_catalog(self.settings).known(),
+        )
         self.server = RpcServer("127.0.0.1", self.port, self.api.handle)
         self.recovery.check_live_jobs()  # after a restart: jobs that ended while we were away
         self.snapshots.adopt_live_jobs(self.store.jobs(("r", "rp", "rd")))

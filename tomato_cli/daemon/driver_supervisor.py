@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -14,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from drivers.base import ComponentSpec
+from drivers.origins import DriverCatalog
+from drivers.registry import DriverNotFound
 from tomato_cli.daemon.state import DriverRecord, StateStore
 from tomato_cli.models import Component
 from tomato_cli.processes import alive, kill
@@ -62,6 +62,7 @@ class DriverSupervisor:
         self.settings = settings  # the settings file's [drivers] section
         self.logdir = logdir
         self.hosts: dict[str, DriverHostProcess] = {}
+        self.catalog = DriverCatalog(None)  # which drivers exist; set by the daemon
         self.lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -124,7 +125,7 @@ class DriverSupervisor:
 
     def public(self) -> list[dict[str, Any]]:
         with self.lock:
-            return [d.public() for d in self.hosts.values()]
+            return [{**d.public(), **self.catalog.about(d.name)} for d in self.hosts.values()]
 
     # internals
     def _adopt_or_start(self, name: str, rec: DriverRecord | None) -> DriverHostProcess:
@@ -145,26 +146,26 @@ class DriverSupervisor:
 
     def _spawn(self, drv: DriverHostProcess) -> None:
         self.logdir.mkdir(parents=True, exist_ok=True)
-        cmd = [
-            sys.executable,
-            "-m",
-            "drivers.host",
-            "--driver",
-            drv.name,
-            "--port",
-            str(drv.port),
-            "--settings",
-            json.dumps(self.settings.get(drv.name, {})),
-            "--logfile",
-            str(self.logdir / f"driver-{drv.name}.log"),
-        ]
+        try:
+            host = self.catalog.host_command(
+                drv.name,
+                drv.port,
+                self.settings.get(drv.name, {}),
+                self.logdir / f"driver-{drv.name}.log",
+            )
+        except DriverNotFound as exc:
+            drv.state, drv.error = "failed", str(exc)
+            drv.next_start = time.monotonic() + self._backoff(drv)
+            log.error("driver %s cannot start: %s", drv.name, exc)
+            return
         drv.proc = subprocess.Popen(
-            cmd,
+            host.argv,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=open(self.logdir / f"driver-{drv.name}.err", "ab"),
             start_new_session=True,
-            env=dict(os.environ),
+            env=host.env,
+            cwd=host.cwd,
         )
         drv.pid = drv.proc.pid
         drv.state = "starting"

@@ -5,19 +5,22 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tomato_cli.daemon.driver_supervisor import DriverSupervisor
 from tomato_cli.daemon.state import PipelineState, StateStore
 from tomato_cli.models import Component, Settings, expand_pipelines, load_devices
 from tomato_cli.rpc import RpcError
 
+if TYPE_CHECKING:
+    from drivers.origins import DriverCatalog
 
-def known_drivers() -> set[str]:
-    """Names of the installed drivers (checked against every devices file)."""
-    from drivers.registry import available_drivers
 
-    return set(available_drivers())
+def driver_catalog(settings: Settings) -> DriverCatalog:
+    """The installed drivers (built-in, entry point, legacy venv) for these settings."""
+    from drivers.origins import DriverCatalog
+
+    return DriverCatalog.from_settings(settings)
 
 
 class Pipelines:
@@ -81,7 +84,8 @@ class Pipelines:
         lock is held only while the stored pipelines change, not while driver hosts start
         and register (which can take many seconds).
         """
-        cfg = load_devices(Path(settings.devices.config), known_drivers=known_drivers())
+        catalog = driver_catalog(settings)
+        cfg = load_devices(Path(settings.devices.config), known_drivers=catalog.known())
         defs = {p.name: p for p in expand_pipelines(cfg)}
         changes: dict[str, list[str]] = {"added": [], "removed": [], "changed": [], "kept": []}
         with self.lock:
@@ -110,6 +114,7 @@ class Pipelines:
             components = {c.name: c for p in self.store.pipelines().values() for c in p.components}
             self.devices = [d.model_dump() for d in cfg.devices]
         self.supervisor.settings = settings.drivers
+        self.supervisor.catalog = catalog
         self.supervisor.configure(list(components.values()))
         self.on_change()
         return changes

@@ -73,6 +73,16 @@ class PrefectSettings(BaseModel):
         return value
 
 
+class LegacySettings(BaseModel):
+    """Where tomato 2.x driver packages live: a virtual environment of their own.
+
+    ``venv`` defaults to ``<datadir>/legacy-drivers`` (see :meth:`Settings.legacy_venv`).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    venv: Path | None = None
+
+
 class Settings(BaseModel):
     """The whole settings file."""
 
@@ -83,6 +93,11 @@ class Settings(BaseModel):
     devices: DevicesSettings
     drivers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     prefect: PrefectSettings = Field(default_factory=PrefectSettings)
+    legacy: LegacySettings = Field(default_factory=LegacySettings)
+
+    def legacy_venv(self) -> Path:
+        """The virtual environment that holds tomato 2.x driver packages."""
+        return self.legacy.venv or Path(self.datadir) / "legacy-drivers"
 
 
 def default_settings(appdir: Path, datadir: Path, logdir: Path) -> Settings:
@@ -120,6 +135,8 @@ def load_settings(path: Path) -> Settings:
     settings.logdir = _resolve(settings.logdir, base)
     settings.jobs.storage = _resolve(settings.jobs.storage, base)
     settings.devices.config = _resolve(settings.devices.config, base)
+    if settings.legacy.venv is not None:
+        settings.legacy.venv = _resolve(settings.legacy.venv, base)
     return settings
 
 
@@ -152,7 +169,8 @@ def _value(value: Any) -> str:
 def _table(name: str, table: dict[str, Any], out: list[str]) -> None:
     scalars = {k: v for k, v in table.items() if not isinstance(v, dict) and v is not None}
     tables = {k: v for k, v in table.items() if isinstance(v, dict)}
-    if name and (scalars or not tables):
+    unset = bool(table) and all(v is None for v in table.values())  # all defaults: no table
+    if name and (scalars or not tables) and not unset:
         out.append(f"\n[{name}]")
     for key, value in scalars.items():
         out.append(f"{_key(key)} = {_value(value)}")

@@ -1,0 +1,160 @@
+"""Fake instruments behind a pseudo-terminal: the driver opens a real serial port path.
+
+A :class:`PtyInstrument` owns a pty pair; drivers open :attr:`PtyInstrument.port` (the
+``/dev/pts/N`` path) with pyserial as they would a USB adapter, and a thread answers what
+they write with :meth:`PtyInstrument.answer`.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import struct
+import threading
+import time
+import tty
+
+
+class PtyInstrument:
+    """Answers requests written to a pseudo-terminal until :meth:`close`."""
+
+    def __init__(self) -> None:
+        self._master, self._slave = os.openpty()
+        tty.setraw(self._slave)
+        self.port = os.ttyname(self._slave)
+        self.buffer = b""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name=f"fake-{self.port}", daemon=True)
+
+    def start(self) -> PtyInstrument:
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        os.close(self._master)
+        os.close(self._slave)
+
+    def answer(self, data: bytes) -> tuple[bytes, int]:
+        """The reply to the bytes received so far, and how many of them it used (0: wait)."""
+        raise NotImplementedError
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            ready, _, _ = select.select([self._master], [], [], 0.05)
+            if not ready:
+                continue
+            try:
+                self.buffer += os.read(self._master, 4096)
+            except OSError:
+                time.sleep(0.05)
+                continue
+            while self.buffer:
+                reply, used = self.answer(self.buffer)
+                if not used:
+                    break
+                self.buffer = self.buffer[used:]
+                if reply:
+                    os.write(self._master, reply)
+
+
+def modbus_crc(data: bytes) -> bytes:
+    """The Modbus RTU CRC-16 of ``data``, as appended to a frame."""
+    crc = 0xFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+    return struct.pack("<H", crc)
+
+
+def float_registers(value: float) -> list[int]:
+    """A float as two registers in Modbus "little swap" order (CDAB), as JUMO sends it."""
+    raw = struct.pack(">f", value)
+    raw = raw[2:4] + raw[0:2]
+    return list(struct.unpack(">HH", raw))
+
+
+def registers_float(regs: list[int]) -> float:
+    raw = struct.pack(">HH", *regs)
+    return struct.unpack(">f", raw[2:4] + raw[0:2])[0]
+
+
+class FakeJumo(PtyInstrument):
+    """A JUMO Quantrol controller: Modbus RTU, function codes 3 (read) and 16 (write)."""
+
+    SETPOINT, TEMPERATURE, EEPROM_SETPOINT, DUTY, HEATER = 0x3200, 0x31, 0x35, 0x37, 0x25
+
+    def __init__(self, slave: int = 1, temperature: float = 25.0):
+        super().__init__()
+        self.slave = slave
+        self.registers: dict[int, int] = {}
+        for address, value in (
+            (self.SETPOINT, temperature),
+            (self.TEMPERATURE, temperature),
+            (self.EEPROM_SETPOINT, temperature),
+            (self.DUTY, 0.0),
+        ):
+            self._set_float(address, value)
+        self.registers[self.HEATER] = 0x8010
+        self.writes: list[tuple[float, int, list[int]]] = []  # (time, address, registers)
+        self.silent = False  # True: answer nothing (a cable pulled out)
+
+    def _set_float(self, address: int, value: float) -> None:
+        high, low = float_registers(value)
+        self.registers[address], self.registers[address + 1] = high, low
+
+    def setpoints(self) -> list[tuple[float, float]]:
+        """Every setpoint written so far: (time, degC)."""
+        return [(t, registers_float(r)) for t, a, r in self.writes if a == self.SETPOINT]
+
+    def answer(self, data: bytes) -> tuple[bytes, int]:
+        if len(data) < 8:
+            return b"", 0
+        slave, code = data[0], data[1]
+        if code == 3:
+            frame = data[:8]
+        elif code == 16:
+            if len(data) < 7 or len(data) < 9 + data[6]:
+                return b"", 0
+            frame = data[: 9 + data[6]]
+        else:
+            return b"", len(data)  # garbage: drop it
+        if modbus_crc(frame[:-2]) != frame[-2:]:
+            return b"", len(data)
+        if slave != self.slave or self.silent:
+            return b"", len(frame)
+        address, count = struct.unpack(">HH", frame[2:6])
+        if code == 3:
+            values = [self.registers.get(address + i, 0) for i in range(count)]
+            body = bytes([slave, 3, 2 * count]) + struct.pack(f">{count}H", *values)
+        else:
+            values = list(struct.unpack(f">{count}H", frame[7 : 7 + 2 * count]))
+            for i, value in enumerate(values):
+                self.registers[address + i] = value
+            self.writes.append((time.time(), address, values))
+            if address == self.SETPOINT and registers_float(values) < 2000:
+                self._set_float(self.TEMPERATURE, registers_float(values))  # an ideal furnace
+            body = frame[:6]
+        return body + modbus_crc(body), len(frame)
+
+
+class FakeOmega(PtyInstrument):
+    """An Omega pressure gauge: ASCII commands, each answered with lines and a '>' prompt."""
+
+    def __init__(self, pressure: float = 1.013):
+        super().__init__()
+        self.pressure = pressure
+
+    def answer(self, data: bytes) -> tuple[bytes, int]:
+        end = data.find(b"\r\n")
+        if end < 0:
+            return b"", 0
+        command = data[:end].decode(errors="replace").strip()
+        lines = {
+            "SNR": ["SNR=FAKE-0042"],
+            "ENQ": ["PX409", "RANGE", "0.000 to 10.000 bar G"],
+            "P": [f"{self.pressure:.3f} bar G"],
+        }.get(command, ["?"])
+        return ("".join(line + "\r\n" for line in lines) + ">").encode(), end + 2

@@ -1,0 +1,357 @@
+"""tomato 2.x driver packages from PyPI, installed by `tomato driver install`, run unchanged.
+
+The legacy environment is built once per session from the wheelhouse that .ci/install fills
+(nothing is downloaded here). Results are compared with what tomato 2.2 wrote for the same
+payloads on the same packages (tests/data/tomato22_*.nc, from bench/legacy_references.py).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import xarray as xr
+import yaml
+
+from bench.legacy_references import CASES, payload
+from drivers.client import DriverClient, DriverError
+from drivers.origins import DriverCatalog
+from tests.fakes.serial_port import FakeJumo, FakeOmega
+from tests.integration.harness import BIN, DATA, REFERENCE, Tomato, kill_leftovers
+from tomato_cli.rpc import free_port
+from tomato_cli.units import cf_units
+
+ROOT = Path(__file__).resolve().parents[2]
+WHEELS = Path(os.environ.get("TOMATO_TEST_WHEELS", ROOT / ".venv" / "legacy-wheels"))
+JUMO_ROLE = {"role": "jumo", "device": "dev-jumo", "channel": "1"}
+PACKAGES = [
+    "tomato-example-counter",
+    "tomato-example-trig",
+    "tomato-psutil",
+    "tomato-jumo",
+    "tomato-bronkhorst",
+    "tomato-alicat",
+    "tomato-mcc",
+    "tomato-omega",
+    "tomato-picovna",
+]
+
+
+def legacy_settings(venv: Path) -> str:
+    return f'\n[legacy]\nvenv = "{venv}"\n'
+
+
+@pytest.fixture(scope="session")
+def legacy_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The legacy environment with all nine packages, installed by our command, offline."""
+    assert WHEELS.is_dir(), f"no wheelhouse at {WHEELS}: run .ci/install"
+    world = Tomato(tmp_path_factory.mktemp("legacy-install"))
+    venv = world.root / "legacy-venv"
+    world.init(legacy=legacy_settings(venv))
+    ours = (BIN / "tomato").read_bytes()
+    data = world.ok(
+        "tomato", "driver", "install", "--no-index", "--find-links", str(WHEELS), *PACKAGES
+    )
+    assert {row["package"] for row in data} == set(PACKAGES)
+    # our commands are untouched; tomato 2.2's live in the legacy environment only
+    assert (BIN / "tomato").read_bytes() == ours
+    assert b"tomato_cli" in (BIN / "tomato").read_bytes()
+    assert b"tomato_cli" not in (venv / "bin" / "tomato").read_bytes()
+    return venv
+
+
+@pytest.fixture(scope="module")
+def legacy_lab(
+    legacy_venv: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Tomato, FakeJumo]]:
+    """One daemon with built-in and legacy drivers side by side, and a fake JUMO."""
+    jumo = FakeJumo().start()
+    tomato = Tomato(tmp_path_factory.mktemp("legacy-lab"))
+    names = {
+        "bi-example_counter": "example_counter",
+        "bi-psutil": "psutil",
+        "lg-example_counter": "example_counter@legacy",
+        "lg-example_trig": "example_trig",
+        "lg-psutil": "psutil@legacy",
+    }
+    devices: dict[str, Any] = {
+        "devices": [
+            {"name": f"dev-{n}", "driver": d, "address": f"{n}-addr", "channels": ["1"]}
+            for n, d in names.items()
+        ]
+        + [{"name": "dev-jumo", "driver": "jumo", "address": jumo.port, "channels": ["1"]}],
+        "pipelines": [
+            {
+                "name": f"pip-{n}",
+                "devices": [{"role": n[3:], "device": f"dev-{n}", "channel": "1"}],
+            }
+            for n in names
+        ]
+        + [
+            {
+                "name": "pip-jumo",
+                "devices": [{"role": "jumo", "device": "dev-jumo", "channel": "1"}],
+            }
+        ],
+    }
+    try:
+        tomato.init(devices, legacy=legacy_settings(legacy_venv))
+        tomato.start()
+        tomato.wait_prefect()
+        yield tomato, jumo
+    finally:
+        tomato.stop()
+        jumo.close()
+
+
+def run_case(lab: Tomato, pipeline: str, case: str, folder: Path) -> xr.Dataset:
+    """Run the reference payload of ``case`` on ``pipeline``; the role's group of its results."""
+    doc = payload(case)
+    doc["sample"]["identifier"] = f"s-{pipeline}"
+    lab.prepare(pipeline, f"s-{pipeline}")
+    jobid = lab.submit(doc, cwd=folder)
+    job = lab.wait_job(jobid)
+    assert job["status"] == "c", job
+    return xr.open_datatree(folder / f"results.{jobid}.nc")[case].to_dataset()
+
+
+def assert_like_tomato22(ours: xr.Dataset, case: str) -> None:
+    """Same variables, dimensions, coordinates and units as tomato 2.2 wrote; similar values."""
+    theirs = xr.open_datatree(DATA / f"tomato22_{case}.nc")[case].to_dataset()
+    assert set(ours.data_vars) == set(theirs.data_vars)
+    assert set(ours.coords) == set(theirs.coords)
+    assert abs(ours.sizes["uts"] - theirs.sizes["uts"]) <= 1, (ours.sizes, theirs.sizes)
+    for name, var in theirs.variables.items():
+        mine = ours[name]
+        assert mine.dims == var.dims, name
+        if name == "uts":
+            continue
+        assert (mine.dtype.kind in "USO") == (var.dtype.kind in "USO"), name
+        if var.dtype.kind not in "USO":
+            assert mine.attrs.get("units") == cf_units(var.attrs.get("units")), name
+    spec = CASES[case]["params"]
+    for name, value in spec.items():
+        if isinstance(value, str) and " " not in value:
+            assert set(ours[name].values) == {value}, name
+    if case == "example_counter":
+        assert ((ours["val"] >= 5) & (ours["val"] <= 6)).all()
+        assert set(ours["param"].values) == {2.0}
+    if case == "psutil":
+        assert set(ours["cpu_count"].values) == set(theirs["cpu_count"].values)
+        assert ((ours["mem_usage"] > 0) & (ours["mem_usage"] <= 100)).all()
+    if case == "example_trig":
+        np.testing.assert_allclose(ours["abscissa"].values, theirs["abscissa"].values)
+
+
+@pytest.mark.parametrize("case", ["example_counter", "psutil"])
+def test_legacy_package_job_like_tomato22(
+    legacy_lab: tuple[Tomato, FakeJumo], tmp_path: Path, case: str
+) -> None:
+    lab, _ = legacy_lab
+    assert_like_tomato22(run_case(lab, f"pip-lg-{case}", case, tmp_path), case)
+
+
+@pytest.mark.parametrize("case", ["example_counter", "psutil"])
+def test_builtin_job_like_the_package(
+    legacy_lab: tuple[Tomato, FakeJumo], tmp_path: Path, case: str
+) -> None:
+    lab, _ = legacy_lab
+    assert_like_tomato22(run_case(lab, f"pip-bi-{case}", case, tmp_path), case)
+
+
+def test_legacy_trace_job_like_tomato22(
+    legacy_lab: tuple[Tomato, FakeJumo], tmp_path: Path
+) -> None:
+    lab, _ = legacy_lab
+    assert_like_tomato22(
+        run_case(lab, "pip-lg-example_trig", "example_trig", tmp_path), "example_trig"
+    )
+
+
+def test_status_drivers_shows_origins(legacy_lab: tuple[Tomato, FakeJumo]) -> None:
+    lab, _ = legacy_lab
+    drivers = {d["name"]: d for d in lab.ok("tomato", "status", "drivers")}
+    assert drivers["example_counter"]["origin"] == "built-in"
+    assert drivers["example_counter@legacy"]["origin"] == "legacy venv"
+    assert drivers["example_counter@legacy"]["version"] == "2.1.1"
+    assert drivers["psutil@legacy"]["package"] == "tomato-psutil"
+    assert all(d["state"] == "running" and not d["error"] for d in drivers.values()), drivers
+    text = lab.run("tomato", "status", "drivers").out
+    assert "legacy venv" in text and "built-in" in text
+    listed = {(d["name"], d["origin"]): d for d in lab.ok("tomato", "driver", "list")}
+    assert listed[("psutil", "legacy venv")]["use_as"] == "psutil@legacy"
+    assert listed[("jumo", "legacy venv")]["use_as"] == "jumo"
+
+
+def test_passata_on_legacy_components(legacy_lab: tuple[Tomato, FakeJumo]) -> None:
+    lab, _ = legacy_lab
+    comp = "example_counter@legacy:(lg-example_counter-addr,1)"
+    attrs = lab.ok("passata", "attrs", comp)
+    assert attrs["param"]["units"] == "seconds" and attrs["param"]["minimum"] == 0.1
+    assert attrs["choice"]["options"] == ["blue", "green", "red"]
+    assert lab.ok("passata", "constants", comp)["example_meta"] == "example string"
+    assert lab.ok("passata", "set", comp, "param", "500 ms")["value"] == 0.5
+    assert "below the minimum" in lab.fails("passata", "set", comp, "param", "1 ms")
+    assert "not one of" in lab.fails("passata", "set", comp, "choice", "pink")
+    assert lab.ok("passata", "get", comp, "param")["value"] == 0.5
+    psutil = lab.ok("passata", "status", "psutil@legacy:(lg-psutil-addr,1)")
+    assert set(psutil["attrs"]) == {"mem_usage", "cpu_usage"}
+    # tomato-psutil measures when idle every 10 s (its idle_measurement_interval)
+    assert {"mem_total", "cpu_usage"} <= set(psutil["idle"])
+
+
+def test_payload_checked_against_legacy_driver(legacy_lab: tuple[Tomato, FakeJumo]) -> None:
+    lab, _ = legacy_lab
+    doc = payload("example_trig")
+    doc["method"][0]["task_params"] = {"function": "exp"}
+    path = lab.root / "bad-trig.yml"
+    path.write_text(yaml.safe_dump(doc))
+    msg = lab.fails("ketchup", "submit", str(path))
+    assert "'function'" in msg and "'exp' is not one of" in msg
+
+
+def test_jumo_ramp_thread_stops_with_the_task(
+    legacy_lab: tuple[Tomato, FakeJumo], tmp_path: Path
+) -> None:
+    lab, jumo = legacy_lab
+    lab.prepare("pip-jumo", "s-jumo")
+    doc = {
+        "version": "2.2",
+        "sample": {"identifier": "s-jumo"},
+        "method": [
+            {
+                "component_role": "jumo",
+                "technique_name": "temperature_ramp",
+                "max_duration": 5,
+                "sampling_interval": 1,
+                "task_params": {"ramp_rate": "600 K/min", "ramp_target": "300 degC"},
+            }
+        ],
+    }
+    jobid = lab.submit(doc, cwd=tmp_path)
+    job = lab.wait_job(jobid)
+    assert job["status"] == "c", job
+    ramp = [v for _, v in jumo.setpoints() if v < 2000]  # 200001: "use the controller's own"
+    assert len(ramp) >= 2 and ramp == sorted(ramp) and ramp[-1] > ramp[0]
+    ds = xr.open_datatree(tmp_path / f"results.{jobid}.nc")["jumo"]
+    assert ds["temperature"].attrs["units"] == "degC" and ds.sizes["uts"] >= 4
+    count = len(jumo.setpoints())
+    time.sleep(4.5)  # the ramp writes every 2 s while it runs
+    assert jumo.setpoints()[count:] == []
+
+
+@pytest.fixture
+def legacy_host(legacy_venv: Path, tmp_path: Path) -> Iterator[Any]:
+    """Start the host of one legacy driver alone (no daemon): ``start(name, settings)``."""
+    procs: list[subprocess.Popen] = []
+
+    def start(name: str, settings: dict[str, Any] | None = None) -> DriverClient:
+        port = free_port()
+        cmd = DriverCatalog(legacy_venv).host_command(
+            name, port, settings or {}, tmp_path / f"{name}.log"
+        )
+        procs.append(subprocess.Popen(cmd.argv, env=cmd.env, cwd=cmd.cwd))
+        client = DriverClient(port, timeout=30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if procs[-1].poll() is not None:
+                raise AssertionError(f"{name} host exited with {procs[-1].returncode}")
+            try:
+                client.call("hello")
+                return client
+            except Exception:
+                time.sleep(0.1)
+        raise AssertionError(f"{name} host did not answer")
+
+    yield start
+    for proc in procs:
+        proc.kill()
+        proc.wait(5)
+    kill_leftovers(tmp_path)
+
+
+def test_registration_retries_runtime_error(legacy_host: Any) -> None:
+    client = legacy_host("jumo")
+    t0 = time.monotonic()
+    with pytest.raises(DriverError) as err:
+        client.call("register", components=[{"address": "/dev/no-such-port", "channel": "1"}])
+    assert "could not open port /dev/no-such-port" in str(err.value)
+    assert "(tried 3 times)" in str(err.value) and time.monotonic() - t0 >= 1.0
+    assert client.call("hello")["components"] == []
+
+
+def test_sys_exit_in_driver_fails_only_that_call(legacy_host: Any) -> None:
+    jumo = FakeJumo().start()
+    try:
+        client = legacy_host("jumo")
+        client.call("register", components=[{"address": jumo.port, "channel": "1"}])
+        key = f"{jumo.port},1"
+        assert client.call("get_attr", key=key, attr="duty_cycle")["units"] == "percent"
+        jumo.silent = True  # minimalmodbus gives up; tomato_jumo raises; log_errors sys.exits
+        with pytest.raises(DriverError, match="RuntimeError: maximum number of retries exceeded"):
+            client.call("get_attr", key=key, attr="duty_cycle")
+        jumo.silent = False
+        assert client.call("get_attr", key=key, attr="duty_cycle")["value"] == 0.0
+        assert client.call("hello")["components"] == [key]
+    finally:
+        jumo.close()
+
+
+def test_omega_registers_and_measures_on_a_fake_port(legacy_host: Any) -> None:
+    omega = FakeOmega(pressure=1.5).start()
+    try:
+        client = legacy_host("omega")
+        key = f"{omega.port},1"
+        reply = client.call("register", components=[{"address": omega.port, "channel": "1"}])
+        assert reply[key]["capabilities"] == ["measure_pressure"]
+        assert client.call("constants", key=key)["serial"] == "FAKE-0042"
+        assert client.call("get_attr", key=key, attr="pressure") == {"value": 1.5, "units": "bar"}
+    finally:
+        omega.close()
+
+
+@pytest.mark.parametrize(
+    ("driver", "settings", "why"),
+    [
+        (
+            "picovna",
+            {},
+            "RuntimeError: Cannot instantiate tomato-picovna without supplying a dllpath",
+        ),
+        ("mcc", {}, "libuldaq.so"),
+    ],
+)
+def test_drivers_that_cannot_start_say_why(
+    legacy_venv: Path, tmp_path: Path, driver: str, settings: dict[str, Any], why: str
+) -> None:
+    cmd = DriverCatalog(legacy_venv).host_command(driver, free_port(), settings, tmp_path / "x.log")
+    proc = subprocess.run(cmd.argv, env=cmd.env, cwd=cmd.cwd, capture_output=True, text=True)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"cannot start driver {driver!r}: ")
+    assert why in lines[0]
+
+
+@pytest.mark.parametrize("driver", ["bronkhorst", "alicat"])
+def test_serial_drivers_load_and_refuse_a_missing_port(legacy_host: Any, driver: str) -> None:
+    client = legacy_host(driver)
+    with pytest.raises(DriverError, match="no-such-port"):
+        client.call("register", components=[{"address": "/dev/no-such-port", "channel": "1"}])
+    assert client.call("hello")["driver"] == driver
+
+
+def test_devices_file_driver_names(legacy_venv: Path, fresh: Tomato) -> None:
+    fresh.init(REFERENCE / "devices" / "devices_psutil.json", legacy=legacy_settings(legacy_venv))
+    devices = fresh.devices_file
+    text = devices.read_text()
+    devices.write_text(text.replace('"driver": "psutil"', '"driver": "psutil@nowhere"'))
+    assert "unknown driver 'psutil@nowhere'" in fresh.fails("tomato", "start")
+    devices.write_text(text.replace('"driver": "psutil"', '"driver": "jumbo"'))
+    msg = fresh.fails("tomato", "start")
+    assert "unknown driver 'jumbo'" in msg and "psutil@legacy" in msg and "jumo" in msg
