@@ -21,7 +21,7 @@ from prefect.states import Cancelled, Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.context import JobRun, load_context
-from tomato_cli.models import Task
+from tomato_cli.models import Job, Task
 from tomato_cli.store.results import write_final_results, write_job_results
 
 PROGRESS_EVERY_S = 5.0
@@ -133,8 +133,8 @@ def reset_components(run: JobRun) -> None:
 
 
 @task(cache_policy=NO_CACHE)
-def write_results(run: JobRun) -> tuple[str, str | None]:
-    path, problem = write_final_results(run.context)
+def write_results(run: JobRun, ended: Job) -> tuple[str, str | None]:
+    path, problem = write_final_results(run.context, ended)
     return str(path), problem
 
 
@@ -217,8 +217,10 @@ def tomato_job(jobid: int):
         reset_components(run)
     except Exception as exc:
         errors.append(f"reset failed: {exc}")
+    outcome = "ce" if errors else "cd" if run.cancel.is_set() else "c"
+    ended = run.job.ended(outcome, "; ".join(errors) or ("cancelled" if outcome == "cd" else None))
     try:
-        path, problem = write_results(run)
+        path, problem = write_results(run, ended)
         if problem:
             errors.append(problem)
     except Exception as exc:

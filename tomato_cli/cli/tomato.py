@@ -72,6 +72,7 @@ def start(ctx: typer.Context):
     errlog = logdir / f"daemon_{opts.port}.err"
     cmd = [
         sys.executable,
+        "-P",  # a driver checkout's own drivers/ or flows/ in the current folder is not ours
         "-m",
         "tomato_cli.daemon",
         "--port",

@@ -147,6 +147,7 @@ class DriverSupervisor:
         self.logdir.mkdir(parents=True, exist_ok=True)
         cmd = [
             sys.executable,
+            "-P",  # never import a `drivers` package from the current folder
             "-m",
             "drivers.host",
             "--driver",

@@ -40,8 +40,13 @@ def _task_0x(task: Any, where: str) -> Any:
     for key, value in task.items():
         if key in _TASK_0X:
             out[_TASK_0X[key]] = value
+        elif key == "record_every_dt" and "delay" not in task:
+            out["sampling_interval"] = value  # the 0.x name in potentiostat drivers
         elif key != "technique_params":
             params[key] = value
+    technique = out.get("technique_name")
+    if isinstance(technique, int | float) and not isinstance(technique, bool):
+        out["technique_name"] = str(technique)  # YAML reads `technique: 1` as a number
     if params:
         out["technique_params"] = params
     return out
