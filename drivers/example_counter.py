@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any, ClassVar
 
-from drivers.base import Attr, ComponentBase, DriverBase
+from drivers.base import HOST_SETTINGS, Attr, ComponentBase, DriverBase
 
 
 class CounterComponent(ComponentBase):
@@ -44,3 +44,4 @@ class ExampleCounterDriver(DriverBase):
 
     name: ClassVar[str] = "example_counter"
     component_class: ClassVar[type[ComponentBase]] = CounterComponent
+    settings_keys: ClassVar[frozenset[str] | None] = HOST_SETTINGS

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from drivers.base import Attr, ComponentBase, DriverBase
+from drivers.base import HOST_SETTINGS, Attr, ComponentBase, DriverBase
 
 
 class PsutilComponent(ComponentBase):
@@ -70,4 +70,5 @@ class PsutilDriver(DriverBase):
 
     name: ClassVar[str] = "psutil"
     component_class: ClassVar[type[ComponentBase]] = PsutilComponent
+    settings_keys: ClassVar[frozenset[str] | None] = HOST_SETTINGS
     min_sampling_interval: ClassVar[float] = 0.01

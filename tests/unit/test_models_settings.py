@@ -91,7 +91,7 @@ def test_unknown_keys_are_listed_not_refused(tmp_path):
     path = tmp_path / SETTINGS_FILE
     path.write_text(
         "colour = 1\n"
-        + BASE.replace("Jobs\"\n", 'Jobs"\ndbpath = "/d/Jobs/db.sqlite"\n')
+        + BASE.replace('Jobs"\n', 'Jobs"\ndbpath = "/d/Jobs/db.sqlite"\n')
         + "[prefect]\nnope = 2\n"
         "[repositories]\ndefault.endpoint = 'https://x/'\n"
         "[drivers]\nexample_counter.idle_measurement_interval = 1\n"

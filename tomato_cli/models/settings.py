@@ -91,9 +91,10 @@ class Settings(BaseModel):
     logdir: Path
     jobs: JobsSettings
     devices: DevicesSettings
-    drivers: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    repositories: dict[str, dict[str, Any]] = Field(default_factory=dict)
     prefect: PrefectSettings = Field(default_factory=PrefectSettings)
+    repositories: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # last, as tomato 2.2 writes it: keys appended to the file land in [drivers]
+    drivers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     _unused: list[str] = PrivateAttr(default_factory=list)
 
     @property
