@@ -103,7 +103,7 @@ def _state(lab: Tomato) -> tuple:
     return (
         len(jobs),
         [(j["id"], j["status"]) for j in jobs if j["status"] in ("q", "qw")],
-        [(p["name"], p["sampleid"], p["ready"]) for p in pipelines],
+        [(p["name"], p["sampleid"], p["ready"]) for p in pipelines.values()],
     )
 
 
