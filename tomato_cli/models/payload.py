@@ -145,7 +145,7 @@ class PayloadSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     unlock_when_done: bool = False
-    verbosity: Verbosity = "INFO"
+    verbosity: Verbosity = "WARNING"  # tomato 2.2's default; recorded with the job
     output: Output = Field(default_factory=Output)
     snapshot: Snapshot | None = None
 
