@@ -133,6 +133,7 @@ def test_reference_payloads_run_and_say_how_they_ended(
             meta = json.loads(dt.attrs["tomato_Job"])
             assert meta["id"] in by_file[job["respath"]], path.name
             assert (meta["status"], meta["error"]) == ("c", None)
+            assert meta["pid"] and meta["connected_at"] and meta["launched_at"]
             assert meta["completed_at"] is not None
             assert meta["payload"]["user"]["identifier"]
             for role in {t["component_role"] for t in meta["payload"]["method"]}:
