@@ -7,6 +7,7 @@ import json
 import subprocess
 import time
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psutil
@@ -70,11 +71,12 @@ def ran(worlds: dict[str, World], checkout: Path) -> dict[Path, dict]:
     """Every runnable payload, all at once on their own pipelines, submitted from the
     driver checkout; returns each payload's job (ketchup status -y) as it ended."""
     ours = worlds["ours"]
-    for path, pipeline in RUNS.items():
-        ours.prepare(pipeline, load_payload(path).sample.identifier)
-    ids = {}
-    for path in RUNS:
-        ids[path] = int(ours.ok("ketchup", "submit", str(path), cwd=checkout)["id"])
+    with ThreadPoolExecutor(4) as pool:  # CLI calls in parallel: a fifth of the time
+        samples = {path: load_payload(path).sample.identifier for path in RUNS}
+        list(pool.map(lambda p: ours.ok("tomato", "pipeline", "load", RUNS[p], samples[p]), RUNS))
+        list(pool.map(lambda p: ours.ok("tomato", "pipeline", "ready", RUNS[p]), RUNS))
+        submitted = pool.map(lambda p: ours.ok("ketchup", "submit", str(p), cwd=checkout), RUNS)
+        ids = {path: int(job["id"]) for path, job in zip(RUNS, submitted, strict=True)}
     jobs = ours.wait_jobs(list(ids.values()), timeout=240)
     return {path: jobs[jobid] for path, jobid in ids.items()}
 
