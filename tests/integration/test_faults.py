@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -77,6 +78,9 @@ def test_kill_flow_process_ends_ce_and_keeps_data(rig: Tomato, tmp_path: Path) -
         assert time.monotonic() < deadline, "no results written by the recovery step"
         time.sleep(0.3)
     assert samples(path) >= 15  # ~3 s at 0.1 s, at most one polling interval lost
+    with xr.open_datatree(path) as dt:  # the recovered file says how the job ended
+        final = json.loads(dt.attrs["tomato_Job"])
+    assert (final["status"], final["error"]) == ("ce", job["error"]) and final["completed_at"]
     assert prefect_state(rig, jobid) == "CRASHED"
     # the pipeline is released and the next job runs on it
     assert rig.pipelines()["pip-counter-1"]["jobid"] is None
