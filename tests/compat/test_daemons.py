@@ -286,3 +286,58 @@ def test_a_22_lab_script_runs_unchanged_on_both(worlds: dict[str, World], tmp_pa
     assert abs(ours["samples"] - theirs["samples"]) <= 2
     samples = ours.pop("samples"), theirs.pop("samples")
     assert ours == theirs, samples
+
+
+def _bad_payloads(folder: Path) -> dict[str, Path]:
+    base = (
+        "version: '2.2'\nsample: {identifier: s}\nmethod:\n  - {component_role: counter, "
+        "technique_name: count, max_duration: 1, sampling_interval: 0.1}\n"
+    )
+    files = {
+        "repository": base + "settings: {output: {repositories: [nope]}}\n",
+        "samplefile": "version: '0.1'\nsamplefile: missing.json\nmethod: []\n",
+        "snapshot": base + "settings: {snapshot: {interval: 5, frequency: 5}}\n",
+    }
+    out = {}
+    for name, text in files.items():
+        out[name] = folder / f"{name}.yml"
+        out[name].write_text(text)
+    return out
+
+
+BAD = [
+    (("ketchup", "search", "no-such-name"), "no job matching 'no-such-name' found"),
+    (("ketchup", "snapshot", "1", "99999"), "job 99999 does not exist"),
+    (("passata", "get", "pip-counter-11.counter", "max", "nope"), "nope"),
+    (("passata", "reset", "-f", "nope"), "component 'nope' does not exist"),
+    (("tomato", "init", "--force", "--from", "/nonexistent/2.2"), "does not exist"),
+    (("tomato", "status", "--timeout", "soon"), "Invalid value for '--timeout'"),
+    (("ketchup", "submit", "{repository}"), "unknown repository 'nope'"),
+    (("ketchup", "submit", "{samplefile}"), "samplefile 'missing.json' not found"),
+    (("ketchup", "submit", "{snapshot}"), "either 'interval' or 'frequency'"),
+]
+
+
+@pytest.mark.parametrize(
+    "args, reason", BAD, ids=[" ".join(b[0][:2]) + f"-{i}" for i, b in enumerate(BAD)]
+)
+def test_bad_input_to_the_22_surface(
+    worlds: dict[str, World], ran: dict[Path, dict], tmp_path: Path, args: tuple, reason: str
+) -> None:
+    """One clean line, a non-zero exit, and nothing changed (no job, no file, no setting)."""
+    ours = worlds["ours"]
+    files = _bad_payloads(tmp_path)
+    args = tuple(str(files[a[1:-1]]) if a.startswith("{") else a for a in args)
+    if args[:2] == ("tomato", "init"):
+        args = (*args, "-A", str(ours.app))
+    before = ours.ok("ketchup", "status"), (ours.app / "settings.toml").read_text()
+    for yaml_flag in ((), ("-y",)):
+        res = ours.run(*args, *yaml_flag, cwd=tmp_path)
+        assert res.code != 0 and "Traceback" not in res.out + res.err, res.err
+        if yaml_flag:
+            assert res.doc["success"] is False and reason in res.doc["msg"]
+        else:
+            lines = [line for line in res.err.splitlines() if line.strip()]
+            assert len(lines) == 1 and reason in lines[0], res.err
+    assert (ours.ok("ketchup", "status"), (ours.app / "settings.toml").read_text()) == before
+    assert not list(tmp_path.glob("*.nc"))
