@@ -95,6 +95,9 @@ def test_started_on_a_22_settings_file_from_a_driver_checkout(
     status = ours.ok("tomato", "status")
     assert status["status"] == "running" and status["port"] == ours.port
     assert status["drvs"]["example_counter"]["settings"]["idle_measurement_interval"] == 1
+    assert status["settings_file"] == str(ours.app / "settings.toml")
+    assert status["settings"]["jobs"]["storage"] == str(ours.root / "data" / "Jobs")
+    assert set(status["cmps"]) == {c["name"] for c in status["components"]}
     daemon = psutil.Process(status["pid"])
     procs = [daemon, *daemon.children()]
     started = {arg for p in procs for arg in p.cmdline() if "." in arg and "/" not in arg}

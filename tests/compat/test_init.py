@@ -37,7 +37,7 @@ def test_init_finds_a_22_setup_and_takes_it_over(tmp_path: Path) -> None:
     plain = _run(OURS_BIN, "init", *ours, "-y", env=env)
     assert plain.returncode == 0, plain.stderr
     doc = yaml.safe_load(plain.stdout)
-    assert doc["data"]["found_legacy"] == [str(app22 / "settings.toml")]
+    assert doc["data"]["found_tomato2x"] == [str(app22 / "settings.toml")]
     assert f"tomato init --force --from {app22 / 'settings.toml'}" in doc["msg"]
 
     # --from takes over its devices file, driver settings and repositories

@@ -15,8 +15,12 @@ from tomato_cli.cli.output import _level, hoist_common
 from tomato_cli.models import Component, Job, load_settings, parse_payload
 from tomato_cli.models.context import JobContext, RoleComponent
 from tomato_cli.models.job import job_folder
-from tomato_cli.models.legacy import copy_devices, find_legacy_settings, import_legacy_settings
 from tomato_cli.models.submit import complete_payload, crate_path
+from tomato_cli.models.tomato2x import (
+    copy_devices,
+    find_tomato2x_settings,
+    import_tomato2x_settings,
+)
 from tomato_cli.store import JobStore
 from tomato_cli.store.results import write_final_results
 
@@ -167,11 +171,11 @@ def test_taking_over_a_22_setup(tmp_path: Path) -> None:
     (cfg / "2.2" / "settings.toml").write_text(SETTINGS_22.format(root=tmp_path))
     (cfg / "2.1" / "settings.toml").write_text(SETTINGS_22.format(root=tmp_path))
     (cfg / "2.2" / "devices.yml").write_text("devices: []\npipelines: []\n")
-    found = find_legacy_settings(cfg)
+    found = find_tomato2x_settings(cfg)
     assert found == [cfg / "2.2" / "settings.toml", cfg / "2.1" / "settings.toml"]
-    assert find_legacy_settings(tmp_path / "nothing") == []
+    assert find_tomato2x_settings(tmp_path / "nothing") == []
     app = tmp_path / "app"
-    imported = import_legacy_settings(cfg / "2.2", app, tmp_path / "data", tmp_path / "log")
+    imported = import_tomato2x_settings(cfg / "2.2", app, tmp_path / "data", tmp_path / "log")
     new = imported.settings
     assert new.jobs.storage == tmp_path / "data" / "Jobs"  # never 2.2's job folder
     assert new.devices.config == app / "devices.yml"
@@ -180,5 +184,5 @@ def test_taking_over_a_22_setup(tmp_path: Path) -> None:
     copy_devices(imported)
     assert (app / "devices.yml").read_text() == "devices: []\npipelines: []\n"
     with pytest.raises(ValueError, match="its job folder .* would be shared"):
-        import_legacy_settings(found[0], app, tmp_path / "data22", tmp_path / "log")
+        import_tomato2x_settings(found[0], app, tmp_path / "data22", tmp_path / "log")
     assert load_settings(found[0]).unused == ["jobs.dbpath"]

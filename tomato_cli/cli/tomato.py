@@ -47,7 +47,11 @@ def init(
         dump_devices,
         write_settings,
     )
-    from tomato_cli.models.legacy import copy_devices, find_legacy_settings, import_legacy_settings
+    from tomato_cli.models.tomato2x import (
+        copy_devices,
+        find_tomato2x_settings,
+        import_tomato2x_settings,
+    )
 
     opts: Common = ctx.obj
     if opts.settings_path.exists() and not force:
@@ -55,7 +59,7 @@ def init(
     data: dict[str, Any] = {"settings": str(opts.settings_path)}
     if source is not None:
         try:
-            imported = import_legacy_settings(source, opts.appdir, opts.datadir, opts.logdir)
+            imported = import_tomato2x_settings(source, opts.appdir, opts.datadir, opts.logdir)
         except ConfigError as exc:
             fail(opts, str(exc))
         settings = imported.settings
@@ -77,9 +81,9 @@ def init(
             f" (its jobs stay where they are; new jobs go to {settings.jobs.storage})"
         )
     else:
-        found = [p for p in find_legacy_settings() if p.parent != opts.appdir]
+        found = [p for p in find_tomato2x_settings() if p.parent != opts.appdir]
         if found:
-            data["found_legacy"] = [str(p) for p in found]
+            data["found_tomato2x"] = [str(p) for p in found]
             msg += (
                 f"; a tomato 2.x set-up is on this machine ({found[0]}): to take over its "
                 f"devices and driver settings, run `tomato init --force --from {found[0]}`"
@@ -227,7 +231,7 @@ def _pipeline_record(pip: dict[str, Any]) -> dict[str, Any]:
     return {**pip, "components": names}
 
 
-def _legacy_status(what: str, data: Any, opts: Common) -> Any:
+def _tomato22_shapes(what: str, data: Any, opts: Common) -> Any:
     """``-y`` data in tomato 2.2's shapes: sections keyed by name; the whole status with
     2.2's keys (``status``, ``settings``, ``pips``, ``devs``, ``drvs``, ``cmps``) next to ours."""
     if what == "pipelines":
@@ -297,7 +301,7 @@ def status(
     what = "all" if what == "tomato" else what
     reply = ask(opts, "status", what=what)
     if reply.success and opts.as_yaml:
-        reply.data = _legacy_status(what, reply.data, opts)
+        reply.data = _tomato22_shapes(what, reply.data, opts)
     emit(opts, reply, lambda data: _status_text(what, data))
 
 

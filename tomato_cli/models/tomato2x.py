@@ -19,7 +19,7 @@ def _version_key(path: Path) -> tuple[int, ...]:
     return tuple(int(n) for n in re.findall(r"\d+", path.parent.name)[:3])
 
 
-def find_legacy_settings(config_root: Path | None = None) -> list[Path]:
+def find_tomato2x_settings(config_root: Path | None = None) -> list[Path]:
     """tomato 2.x settings files, newest version first.
 
     tomato 2.x keeps one appdir per version under the user's config folder for
@@ -46,7 +46,7 @@ class Imported:
     devices_from: Path | None
 
 
-def import_legacy_settings(source: Path, appdir: Path, datadir: Path, logdir: Path) -> Imported:
+def import_tomato2x_settings(source: Path, appdir: Path, datadir: Path, logdir: Path) -> Imported:
     """Our settings for ``appdir``/``datadir``/``logdir`` with the devices file, driver
     settings and repositories of a tomato 2.x settings file.
 
