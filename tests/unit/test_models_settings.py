@@ -92,7 +92,7 @@ def test_unknown_keys_are_listed_not_refused(tmp_path):
     path.write_text(
         "colour = 1\n"
         + BASE.replace('Jobs"\n', 'Jobs"\ndbpath = "/d/Jobs/db.sqlite"\n')
-        + "[prefect]\nnope = 2\n"
+        + "[prefect]\nui = true\nnope = 2\n"  # ui: an old key of ours, dropped silently
         "[repositories]\ndefault.endpoint = 'https://x/'\n"
         "[drivers]\nexample_counter.idle_measurement_interval = 1\n"
         "example_counter.lpp_timeout = 2\nother.key = 3\n"
