@@ -479,7 +479,7 @@ def counter_devices(channels: int, pollrate: int = 1) -> dict[str, Any]:
 def read_uts(path: Path, role: str = "counter") -> list[float]:
     """The ``uts`` coordinate of one role of a results file, as epoch seconds.
 
-    Both tools store plain Unix seconds (ours with CF units "seconds since 1970-01-01").
+    Both tools store plain float64 Unix seconds (ours with units "s").
     """
     import netCDF4
     import numpy as np

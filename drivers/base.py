@@ -320,12 +320,19 @@ class ComponentBase:
         }
 
 
+# settings keys the driver host reads for every driver
+HOST_SETTINGS = frozenset({"idle_measurement_interval", "buffer_limit"})
+
+
 class DriverBase:
     """One driver type: creates components and validates tasks."""
 
     name: ClassVar[str] = ""
     component_class: ClassVar[type[ComponentBase]] = ComponentBase
     min_sampling_interval: ClassVar[float] = 0.001
+    # the ``[drivers.<name>]`` keys this driver reads (others are warned about at
+    # `tomato start`); None: the driver does not say, nothing is warned about
+    settings_keys: ClassVar[frozenset[str] | None] = None
 
     def __init__(self, settings: dict[str, Any] | None = None):
         self.settings: dict[str, Any] = dict(settings or {})

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from typing import Any, ClassVar
 
-from drivers.base import Attr, ComponentBase, DriverBase, Measured
+from drivers.base import HOST_SETTINGS, Attr, ComponentBase, DriverBase, Measured
 
 
 class CounterComponent(ComponentBase):
@@ -52,3 +52,4 @@ class ExampleCounterDriver(DriverBase):
 
     name: ClassVar[str] = "example_counter"
     component_class: ClassVar[type[ComponentBase]] = CounterComponent
+    settings_keys: ClassVar[frozenset[str] | None] = HOST_SETTINGS

@@ -55,6 +55,11 @@ class DriverHost:
         self.state_lock = threading.RLock()
         self.stopping = threading.Event()
         self.buffer_limit = int(driver.settings.get("buffer_limit", DEFAULT_BUFFER_LIMIT))
+        idle = driver.settings.get("idle_measurement_interval")
+        # periodic idle measurements (tomato 2.2's setting): status shows the latest one
+        self.idle_interval = to_seconds(idle) if idle is not None else None
+        self.idle: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._idle_due = 0.0
         self._commands: dict[str, Callable[..., Any]] = {
             name: getattr(self, f"cmd_{name}")
             for name in (
@@ -179,7 +184,10 @@ class DriverHost:
         shown = [n for n, a in attrs.items() if a.status] or list(attrs)
         with self.locks[key]:
             values = {name: comp.get_attr(name) for name in shown}
-            idle = {} if running else comp.idle_measure()
+            if self.idle_interval is None:
+                idle, idle_at = ({} if running else comp.idle_measure()), None
+            else:
+                idle_at, idle = self.idle.get(key, (None, {}))
         return {
             "key": key,
             "running": running,
@@ -187,7 +195,23 @@ class DriverHost:
             "error": sampler.error if sampler else None,
             "attrs": values,
             "idle": idle,
+            "idle_uts": idle_at,
         }
+
+    def idle_sweep(self) -> None:
+        """Every ``idle_measurement_interval``: an idle measurement of each idle component."""
+        if self.idle_interval is None or time.monotonic() < self._idle_due:
+            return
+        self._idle_due = time.monotonic() + self.idle_interval
+        for key, comp in list(self.components.items()):
+            runner = self.tasks.get(key)
+            if runner is not None and runner.running:
+                continue
+            try:
+                with self.locks[key]:
+                    self.idle[key] = (time.time(), comp.idle_measure())
+            except Exception as exc:  # an instrument that fails now may answer later
+                log.warning("idle measurement of %s failed: %s", key, exc)
 
     def cmd_attrs(self, key: str) -> dict[str, Any]:
         return {name: attr.describe() for name, attr in self._component(key).attrs().items()}
@@ -383,7 +407,7 @@ def serve(host: DriverHost, port: int) -> int:
         "driver host %r listening on %s:%d (pid %d)", host.name, LOOPBACK, server.port, os.getpid()
     )
     while not host.stopping.wait(0.1):
-        pass
+        host.idle_sweep()
     host.stop_all()
     try:
         host.driver.close()

@@ -172,10 +172,13 @@ class DriverCatalog:
             str(logfile),
         ]
         if source.origin != LEGACY:
-            return HostCommand([sys.executable, "-m", "drivers.host", *args], dict(os.environ))
+            # -P: never import a `drivers` package from the current folder
+            argv = [sys.executable, "-P", "-m", "drivers.host", *args]
+            return HostCommand(argv, dict(os.environ))
         assert self.legacy is not None
         code = self.legacy.code_path()
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
         env["PYTHONPATH"] = str(code)
-        argv = [str(self.legacy.python), "-m", "drivers.legacy.host", "--module", source.target]
+        argv = [str(self.legacy.python), "-P", "-m", "drivers.legacy.host"]
+        argv += ["--module", source.target]
         return HostCommand(argv + args, env, cwd=code)

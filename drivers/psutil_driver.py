@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar
 
-from drivers.base import Attr, AttrError, ComponentBase, DriverBase, known_attr
+from drivers.base import HOST_SETTINGS, Attr, AttrError, ComponentBase, DriverBase, known_attr
 
 MEM = ("mem_total", "mem_avail", "mem_usage")
 CPU = ("cpu_count", "cpu_freq", "cpu_usage")
@@ -77,4 +77,5 @@ class PsutilDriver(DriverBase):
 
     name: ClassVar[str] = "psutil"
     component_class: ClassVar[type[ComponentBase]] = PsutilComponent
+    settings_keys: ClassVar[frozenset[str] | None] = HOST_SETTINGS
     min_sampling_interval: ClassVar[float] = 0.01

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +123,9 @@ class JobRun:
         """Tell the daemon; the final status is also written to the job folder first."""
         if status != "r":
             write_final(self.jobdir, status, error)
+        else:  # as the daemon records it; the job's result files say so too
+            started = {"pid": os.getpid(), "connected_at": datetime.now(UTC)}
+            self.job = self.job.model_copy(update=started)
         for _ in range(3):
             try:
                 call(self.daemon_port, "job_update", jobid=self.job.id, status=status, error=error)

@@ -23,7 +23,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from drivers.samples import collect_task_data
 from flows.context import JobRun, NotGranted, granted_context
-from tomato_cli.models import Task
+from tomato_cli.models import Job, Task
 from tomato_cli.store.results import write_final_results
 
 PROGRESS_EVERY_S = 5.0
@@ -145,8 +145,8 @@ def reset_components(run: JobRun) -> None:
 
 
 @task(cache_policy=NO_CACHE)
-def write_results(run: JobRun) -> tuple[str, str | None]:
-    path, problem = write_final_results(run.context)
+def write_results(run: JobRun, ended: Job) -> tuple[str, str | None]:
+    path, problem = write_final_results(run.context, ended)
     return str(path), problem
 
 
@@ -242,8 +242,16 @@ def _finish(run: JobRun, futures: list[Any], artifact: Any) -> Any:
         reset_components(run)
     except Exception as exc:
         errors.append(f"reset failed: {exc}")
+    end_as, reason = run.end_as
+    if errors:
+        outcome, why = "ce", "; ".join(errors)
+    elif run.cancel.is_set():
+        outcome, why = (end_as, reason) if end_as == "ce" else ("cd", "cancelled")
+    else:
+        outcome, why = "c", None
+    ended = run.job.ended(outcome, why)  # type: ignore[arg-type]
     try:
-        path, problem = write_results(run)
+        path, problem = write_results(run, ended)
         if problem:
             errors.append(problem)
     except Exception as exc:
@@ -251,7 +259,6 @@ def _finish(run: JobRun, futures: list[Any], artifact: Any) -> Any:
         path = None
     run.store.close()
     total = sum(run.samples.values())
-    end_as, reason = run.end_as
     # the daemon hears the end first: Prefect calls below may wait for an absent server
     if errors:
         message = "; ".join(errors)

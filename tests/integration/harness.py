@@ -111,7 +111,7 @@ class Tomato:
         raise AssertionError(f"Prefect did not become healthy: {info['prefect']}")
 
     def pipelines(self) -> dict[str, dict[str, Any]]:
-        return {p["name"]: p for p in self.ok("tomato", "status", "pipelines")}
+        return self.ok("tomato", "status", "pipelines")  # keyed by name, as in tomato 2.2
 
     def prepare(self, pipeline: str, sample: str) -> None:
         pip = self.pipelines()[pipeline]

@@ -103,7 +103,7 @@ def _state(lab: Tomato) -> tuple:
     return (
         len(jobs),
         [(j["id"], j["status"]) for j in jobs if j["status"] in ("q", "qw")],
-        [(p["name"], p["sampleid"], p["ready"]) for p in pipelines],
+        [(p["name"], p["sampleid"], p["ready"]) for p in pipelines.values()],
     )
 
 
@@ -199,7 +199,8 @@ PATHOLOGICAL: list[tuple[str, Callable[[Path], Path], str]] = [
 
 
 def _drivers(lab: Tomato) -> dict[str, tuple[int, int]]:
-    return {d["name"]: (d["pid"], d["restarts"]) for d in lab.ok("tomato", "status", "drivers")}
+    drivers = lab.ok("tomato", "status", "drivers").values()  # keyed by name, as in tomato 2.2
+    return {d["name"]: (d["pid"], d["restarts"]) for d in drivers}
 
 
 @pytest.mark.parametrize("case, make, reason", PATHOLOGICAL, ids=[c[0] for c in PATHOLOGICAL])
@@ -224,7 +225,7 @@ def test_passata_set_has_a_bounded_cost(lab: Tomato, value: str) -> None:
     msg = lab.fails("passata", "set", "example-addr,4", "param", value)
     assert time.monotonic() - t0 < 10
     assert "param" in msg, msg
-    assert lab.ok("passata", "get", "example-addr,4", "param")["value"] == 1.0
+    assert lab.ok("passata", "get", "example-addr,4", "param") == {"param": 1.0}
     assert _drivers(lab) == drivers
 
 

@@ -101,15 +101,15 @@ def test_pipeline_rules_and_state_survive_restart(fresh: Tomato) -> None:
 def test_status_sections(fresh: Tomato) -> None:
     fresh.init(REFERENCE / "devices" / "devices_psutil.json")
     fresh.start()
-    pipelines = fresh.ok("tomato", "status", "pipelines")
-    assert [p["name"] for p in pipelines] == ["pip-multidev"]
-    assert set(pipelines[0]) >= {"name", "ready", "sampleid", "jobid"}
-    drivers = {d["name"]: d for d in fresh.ok("tomato", "status", "drivers")}
+    pipelines = fresh.ok("tomato", "status", "pipelines")  # keyed by name, as in tomato 2.2
+    assert list(pipelines) == ["pip-multidev"]
+    assert set(pipelines["pip-multidev"]) >= {"name", "ready", "sampleid", "jobid"}
+    drivers = fresh.ok("tomato", "status", "drivers")
     assert set(drivers) == {"example_counter", "psutil"}
     assert all(d["state"] == "running" and d["pid"] for d in drivers.values())
     devices = fresh.ok("tomato", "status", "devices")
-    assert {d["name"] for d in devices} == {"dev-counter", "dev-psutil"}
-    comps = {c["role"]: c for c in fresh.ok("tomato", "status", "components")}
+    assert set(devices) == {"dev-counter", "dev-psutil"}
+    comps = {c["role"]: c for c in fresh.ok("tomato", "status", "components").values()}
     assert comps["counter"]["capabilities"] == ["count", "random"]
     assert comps["psutil"]["capabilities"] == ["all_info", "cpu_info", "mem_info"]
     assert "unknown status section" in fresh.fails("tomato", "status", "nonsense")
@@ -130,11 +130,12 @@ def test_reload_applies_devices_file(fresh: Tomato) -> None:
     fresh.init(devices / "devices_reload_pipmod.json")
     fresh.start()
     fresh.ok("tomato", "pipeline", "load", "pip-counter", "s")
-    assert {c["role"] for c in fresh.ok("tomato", "status", "components")} == {"counter", "other"}
+    comps = fresh.ok("tomato", "status", "components").values()
+    assert {c["role"] for c in comps} == {"counter", "other"}
     fresh.devices_file.write_text((devices / "devices_reload_channel.json").read_text())
     changes = fresh.ok("tomato", "reload")
     assert changes["changed"] == ["pip-counter"]
-    comps = fresh.ok("tomato", "status", "components")
+    comps = fresh.ok("tomato", "status", "components").values()
     assert [(c["role"], c["channel"]) for c in comps] == [("counter", "2")]
     assert fresh.pipelines()["pip-counter"]["sampleid"] == "s"
     fresh.devices_file.write_text((devices / "devices_reload_pipdel.json").read_text())
@@ -142,7 +143,7 @@ def test_reload_applies_devices_file(fresh: Tomato) -> None:
     assert changes["removed"] == ["pip-counter"] and changes["added"] == ["pip-counter-new"]
     fresh.devices_file.write_text((devices / "devices_reload_driver.json").read_text())
     fresh.ok("tomato", "reload")
-    drivers = {d["name"]: d for d in fresh.ok("tomato", "status", "drivers")}
+    drivers = fresh.ok("tomato", "status", "drivers")
     assert set(drivers) == {"psutil"}
     # a broken devices file is refused and changes nothing
     fresh.devices_file.write_text("devices: [")
@@ -170,14 +171,14 @@ def test_passata(lab: Tomato) -> None:
     attrs = lab.ok("passata", "attrs", comp)
     assert attrs["param"]["units"] == "s" and attrs["choice"]["options"] == ["red", "green", "blue"]
     assert lab.ok("passata", "set", comp, "param", "2 s")["value"] == 2.0
-    assert lab.ok("passata", "get", "pip-counter-4.counter", "param")["value"] == 2.0
+    assert lab.ok("passata", "get", "pip-counter-4.counter", "param") == {"param": 2.0}
     for value, reason in (("1 ms", "minimum"), ("wrong", "param"), ("3 kg", "param")):
         msg = lab.fails("passata", "set", comp, "param", value)
         assert reason in msg, msg
     assert "choice" in lab.fails("passata", "set", comp, "choice", "purple")
-    assert lab.ok("passata", "get", comp, "param")["value"] == 2.0  # nothing changed
+    assert lab.ok("passata", "get", comp, "param") == {"param": 2.0}  # nothing changed
     lab.ok("passata", "reset", comp)
-    assert lab.ok("passata", "get", comp, "param")["value"] == 1.0
+    assert lab.ok("passata", "get", comp, "param", "choice") == {"param": 1.0, "choice": "red"}
     assert "does not exist" in lab.fails("passata", "status", "nope")
     status = lab.ok("passata", "status", "example-addr,4")
     assert status["running"] is False

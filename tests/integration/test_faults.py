@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -56,7 +57,7 @@ def daemon_pid(rig: Tomato) -> int:
 
 
 def driver_pid(rig: Tomato, name: str) -> int:
-    return next(d["pid"] for d in rig.ok("tomato", "status", "drivers") if d["name"] == name)
+    return rig.ok("tomato", "status", "drivers")[name]["pid"]
 
 
 def test_kill_flow_process_ends_ce_and_keeps_data(rig: Tomato, tmp_path: Path) -> None:
@@ -77,6 +78,9 @@ def test_kill_flow_process_ends_ce_and_keeps_data(rig: Tomato, tmp_path: Path) -
         assert time.monotonic() < deadline, "no results written by the recovery step"
         time.sleep(0.3)
     assert samples(path) >= 15  # ~3 s at 0.1 s, at most one polling interval lost
+    with xr.open_datatree(path) as dt:  # the recovered file says how the job ended
+        final = json.loads(dt.attrs["tomato_Job"])
+    assert (final["status"], final["error"]) == ("ce", job["error"]) and final["completed_at"]
     assert prefect_state(rig, jobid) == "CRASHED"
     # the pipeline is released and the next job runs on it
     assert rig.pipelines()["pip-counter-1"]["jobid"] is None
@@ -118,7 +122,7 @@ def test_kill_driver_mid_job(rig: Tomato, tmp_path: Path) -> None:
     # the driver came back, and says it was restarted
     deadline = time.monotonic() + 30
     while True:
-        drivers = {d["name"]: d for d in rig.ok("tomato", "status", "drivers")}
+        drivers = rig.ok("tomato", "status", "drivers")
         drv = drivers["example_counter"]
         if drv["state"] == "running" and drv["pid"] != old:
             break
@@ -137,7 +141,7 @@ def test_hung_driver_is_restarted_and_its_job_ends_ce(rig: Tomato, tmp_path: Pat
     jobid = rig.submit(counter_payload("hang-driver", 60, 0.1), cwd=tmp_path)
     rig.wait_job(jobid, ("r",), timeout=60)
     time.sleep(2)
-    drivers = {d["name"]: d for d in rig.ok("tomato", "status", "drivers")}
+    drivers = rig.ok("tomato", "status", "drivers")
     old = drivers["example_counter"]
     try:
         call(old["port"], "debug_hang", timeout=1, seconds=120)  # blocks the whole host
@@ -149,7 +153,7 @@ def test_hung_driver_is_restarted_and_its_job_ends_ce(rig: Tomato, tmp_path: Pat
     assert samples(tmp_path / f"results.{jobid}.nc") >= 10
     deadline = time.monotonic() + 60
     while True:
-        drv = {d["name"]: d for d in rig.ok("tomato", "status", "drivers")}["example_counter"]
+        drv = rig.ok("tomato", "status", "drivers")["example_counter"]
         if drv["state"] == "running" and drv["pid"] != old["pid"]:
             break
         assert time.monotonic() < deadline, drv

@@ -152,7 +152,7 @@ def test_jobs_run_on_both_simulated_instruments(lab: Tomato, tmp_path: Path) -> 
     assert data["temperature"].attrs["units"] == "degC"
     assert set(data["setpoint"].values) == {80.0}
     # after the job the components are reset to the description's defaults
-    assert lab.ok("passata", "get", "pstat-sim-1.pstat", "output")["value"] is False
+    assert lab.ok("passata", "get", "pstat-sim-1.pstat", "output") == {"output": False}
 
 
 def test_trace_job_writes_a_trace_against_its_frequency_axis(lab: Tomato, tmp_path: Path) -> None:
@@ -188,7 +188,8 @@ def test_passata_talks_to_the_simulated_instruments(lab: Tomato) -> None:
     assert "hold_temperature" in lab.ok("passata", "capabilities", "tc-sim.furnace")
     assert "tomato-sim" in lab.ok("passata", "constants", "tc-sim.furnace")["idn"]
     assert lab.ok("passata", "set", "tc-sim.furnace", "setpoint", "120")["value"] == 120.0
-    assert lab.ok("passata", "get", "tc-sim.furnace", "setpoint")["units"] == "degC"
+    assert lab.ok("passata", "get", "tc-sim.furnace", "setpoint") == {"setpoint": 120.0}
+    assert "setpoint = 120.0 degC" in lab.run("passata", "get", "tc-sim.furnace", "setpoint").out
     msg = lab.fails("passata", "set", "tc-sim.furnace", "setpoint", "900")
     assert "above the maximum 400" in msg
     lab.ok("passata", "reset", "tc-sim.furnace")
@@ -266,7 +267,8 @@ def test_vanished_instrument_fails_its_job_only_and_comes_back(
         sim.start()
     assert lab.wait_job(other)["status"] == "c"  # the other instrument never noticed
     time.sleep(0.5)
-    assert lab.ok("passata", "get", "pstat-tcp-3.cell", "voltage")["units"] == "V"
+    assert "voltage = " in lab.run("passata", "get", "pstat-tcp-3.cell", "voltage").out
+    assert " V" in lab.run("passata", "get", "pstat-tcp-3.cell", "voltage").out
     assert scpi_pid(lab) == pid
     assert "reconnected" in driver_log(lab)
 

@@ -55,6 +55,12 @@ def test_single_step_job_writes_reference_layout(lab: Tomato, tmp_path: Path) ->
         assert dt.attrs["tomato_version"]
         back = Job.model_validate_json(dt.attrs["tomato_Job"])
         assert back.id == jobid and back.payload.sample.identifier == "counter_1_0.1"
+        # the final file tells how the job ended, as the daemon records it
+        assert back.status == "c" and back.error is None and back.completed_at is not None
+        assert (
+            abs((back.completed_at - datetime.fromisoformat(job["completed_at"])).total_seconds())
+            < 5
+        )
         node = dt["counter"]
         comp = Component.model_validate_json(node.attrs["tomato_Component"])
         assert (comp.role, comp.device, comp.channel) == ("counter", "dev-counter", "1")
@@ -65,10 +71,10 @@ def test_single_step_job_writes_reference_layout(lab: Tomato, tmp_path: Path) ->
             if var.dtype.kind in "iuf":
                 assert "units" in var.attrs, name
         assert 9 <= node.sizes["uts"] <= 11
-    with xr.open_datatree(path, decode_times=False) as raw:
+    with xr.open_datatree(path) as raw:  # uts: float64 Unix seconds, as tomato 2.2 writes it
         uts = raw["counter"]["uts"]
-        assert uts.attrs["units"].startswith("seconds since 1970-01-01")
-        assert np.all(np.diff(uts.values) > 0)
+        assert uts.dtype == np.float64 and uts.attrs["units"] == "s"
+        assert np.all(np.diff(uts.values) > 0) and 1.7e9 < uts.values[0] < 4e9
     # the pipeline is released and, without unlock_when_done, not ready
     pip = lab.pipelines()["pip-counter-1"]
     assert pip["jobid"] is None and pip["ready"] is False
@@ -213,6 +219,8 @@ def test_cancel_running_job_from_cli_keeps_data(lab: Tomato, tmp_path: Path) -> 
     assert lab.ok("passata", "status", "example-addr,1")["running"] is False
     with open_results(tmp_path / f"results.{jobid}.nc") as dt:
         assert dt["counter"].sizes["uts"] >= 15
+        final = Job.model_validate_json(dt.attrs["tomato_Job"])
+        assert (final.status, final.error) == ("cd", "cancelled") and final.completed_at
     assert prefect_run(lab, job)["state"]["type"] == "CANCELLED"
     msg = lab.fails("ketchup", "cancel", str(jobid))
     assert "finished" in msg

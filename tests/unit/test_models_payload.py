@@ -119,7 +119,7 @@ def test_good_payload_and_durations():
     p = parse_payload(GOOD)
     assert p.method[1].max_duration == 120.0
     assert p.method[1].sampling_interval == 0.5
-    assert p.settings.verbosity == "INFO" and p.settings.output.repositories == []
+    assert p.settings.verbosity == "WARNING" and p.settings.output.repositories == ["default"]
     assert Payload.model_validate(p.model_dump()) == p
 
 

@@ -13,6 +13,7 @@ from tomato_cli.models import (
     load_settings,
     write_settings,
 )
+from tomato_cli.models.settings import unused_driver_keys
 from tomato_cli.paths import default_dirs
 
 
@@ -71,7 +72,6 @@ REJECTIONS = [
     ("wrong-type", BASE + '[prefect]\nport = "abc"\n', "prefect.port"),
     ("bad-port", BASE + "[prefect]\nport = 70000\n", "prefect.port"),
     ("bad-url", BASE + '[prefect]\nurl = "ftp://x"\n', "prefect.url: must start with http"),
-    ("unknown-key", BASE + "colour = 1\n", "colour: unknown field"),
     ("driver-not-table", BASE + "[drivers]\nexample_counter = 1\n", "drivers.example_counter"),
 ]
 
@@ -85,6 +85,24 @@ def test_rejections(tmp_path, text, fragment):
     with pytest.raises(ConfigError) as err:
         load_settings(path)
     assert_one_line(str(err.value), f"settings file {path}: ", fragment)
+
+
+def test_unknown_keys_are_listed_not_refused(tmp_path):
+    path = tmp_path / SETTINGS_FILE
+    path.write_text(
+        "colour = 1\n"
+        + BASE.replace('Jobs"\n', 'Jobs"\ndbpath = "/d/Jobs/db.sqlite"\n')
+        + "[prefect]\nui = true\nnope = 2\n"  # ui: an old key of ours, dropped silently
+        "[repositories]\ndefault.endpoint = 'https://x/'\n"
+        "[drivers]\nexample_counter.idle_measurement_interval = 1\n"
+        "example_counter.lpp_timeout = 2\nother.key = 3\n"
+    )
+    s = load_settings(path)
+    assert s.unused == ["colour", "jobs.dbpath", "prefect.nope"]
+    assert s.repositories == {"default": {"endpoint": "https://x/"}}
+    known = {"example_counter": frozenset({"idle_measurement_interval"}), "other": None}
+    assert unused_driver_keys(s.drivers, known) == ["drivers.example_counter.lpp_timeout"]
+    assert load_settings(path) == s
 
 
 def test_missing_file(tmp_path):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import netCDF4
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
@@ -68,20 +69,18 @@ def test_layout_attrs_and_values(tmp_path: Path, store: JobStore) -> None:
     tree.close()
 
 
-def test_uts_is_cf_time(tmp_path: Path, store: JobStore) -> None:
+def test_uts_is_unix_seconds_as_tomato_writes_it(tmp_path: Path, store: JobStore) -> None:
+    """uts stays float64 Unix seconds when opened plainly (tomato 2.2's scripts rely on it)."""
     path = _write(tmp_path, store)
-    raw = xr.open_datatree(path, decode_times=False)
-    uts = raw["counter"]["uts"]
+    tree = xr.open_datatree(path)
+    uts = tree["counter"]["uts"]
     assert uts.dtype == np.float64
     assert uts.attrs == netcdf_mod.UTS_ATTRS
     np.testing.assert_array_equal(uts.values, store.read("counter").uts)
-    decoded = xr.open_datatree(path)
-    times = decoded["counter"]["uts"].values
-    assert np.issubdtype(times.dtype, np.datetime64)
-    expected = (store.read("counter").uts * 1e9).astype("datetime64[ns]")
-    assert np.all(np.abs(times - expected) < np.timedelta64(1, "us"))
-    raw.close()
-    decoded.close()
+    assert xr.decode_cf(tree["counter"].to_dataset())["uts"].dtype == np.float64
+    times = pd.to_datetime(uts.values, unit="s", utc=True)  # the way docs/usage.md gives
+    assert abs(times[0].timestamp() - store.read("counter").uts[0]) < 1e-6
+    tree.close()
 
 
 def test_role_without_samples_and_extra_store_role(tmp_path: Path, store: JobStore) -> None:

@@ -23,7 +23,11 @@ app = make_app("Submit and manage tomato jobs.")
 
 
 @app.command()
-def submit(ctx: typer.Context, payload: Path = typer.Argument(..., help="Payload file.")):
+def submit(
+    ctx: typer.Context,
+    payload: Path = typer.Argument(..., help="Payload file."),
+    jobname: str | None = typer.Option(None, "--jobname", "-j", help="A name for the job."),
+):
     """Submit a payload; the job waits in the queue for a matching, ready pipeline."""
     from tomato_cli.models import PayloadError, load_payload
 
@@ -32,15 +36,20 @@ def submit(ctx: typer.Context, payload: Path = typer.Argument(..., help="Payload
         parsed = load_payload(payload)
     except PayloadError as exc:
         fail(opts, str(exc))
+    args: dict[str, Any] = {"jobname": jobname} if jobname is not None else {}
     reply = ask(
         opts,
         "job_submit",
         payload=parsed.model_dump(mode="json"),
         cwd=os.getcwd(),
         source=str(payload),
+        **args,
     )
     if reply.success:
-        reply.msg = f"job {reply.data['id']} submitted"
+        # tomato 2.2's words: scripts look for them
+        reply.msg = f"job submitted successfully with jobid {reply.data['id']}"
+        if jobname is not None:
+            reply.msg += f" and jobname {jobname!r}"
     emit(opts, reply, lambda job: f"id: {job['id']}")
 
 
@@ -95,24 +104,64 @@ def resume(ctx: typer.Context, jobids: list[int] = typer.Argument(..., help="Job
 
 
 @app.command()
-def snapshot(ctx: typer.Context, jobid: int):
-    """Write an up-to-date snapshot.<jobid>.nc into the current directory."""
+def snapshot(ctx: typer.Context, jobids: list[int] = typer.Argument(..., help="Job ids.")):
+    """Write an up-to-date snapshot.<jobid>.nc of each job into the current directory."""
     from tomato_cli.models.context import JobContext
     from tomato_cli.store.results import write_job_results
 
     opts: Common = ctx.obj
-    reply = ask(opts, "job_context", jobid=jobid)
+    contexts = []
+    for jobid in jobids:  # every job is checked before any file is written
+        reply = ask(opts, "job_context", jobid=jobid)
+        if not reply.success:
+            emit(opts, reply)
+        context = JobContext.model_validate(reply.data)
+        if context.job.status in ("q", "qw"):
+            fail(opts, f"job {jobid} has not started yet (status {context.job.status})")
+        contexts.append(context)
+    paths = []
+    for context in contexts:
+        path = Path.cwd() / f"snapshot.{context.jobid}.nc"
+        try:
+            write_job_results(context, path)
+        except OSError as exc:
+            fail(opts, f"cannot write {path}: {exc}")
+        paths.append(str(path))
+    data = {"path": paths[0], "paths": paths} if len(paths) == 1 else {"paths": paths}
+    emit(opts, Reply(True, f"wrote {', '.join(paths)}", data))
+
+
+@app.command()
+def search(
+    ctx: typer.Context,
+    jobname: str = typer.Argument(..., help="A part of the job name to look for."),
+    complete: bool = typer.Option(
+        False, "--complete", "-c", help="Look in finished jobs (c, ce, cd) too."
+    ),
+):
+    """Jobs whose name contains JOBNAME (queued and running ones; -c: finished ones too)."""
+    opts: Common = ctx.obj
+    reply = ask(opts, "job_status", jobids=None)
     if not reply.success:
         emit(opts, reply)
-    context = JobContext.model_validate(reply.data)
-    if context.job.status in ("q", "qw"):
-        fail(opts, f"job {jobid} has not started yet (status {context.job.status})")
-    path = Path.cwd() / f"snapshot.{jobid}.nc"
-    try:
-        write_job_results(context, path)
-    except OSError as exc:
-        fail(opts, f"cannot write {path}: {exc}")
-    emit(opts, Reply(True, f"wrote {path}", {"path": str(path)}))
+    found = [
+        job
+        for job in reply.data
+        if jobname in (job.get("jobname") or "")
+        and (complete or job["status"] not in ("c", "ce", "cd"))
+    ]
+    if not found:
+        fail(opts, f"no job matching {jobname!r} found")
+    ids = ", ".join(str(job["id"]) for job in found)
+    cols = ["id", "status", "jobname", "pipeline", "sample", "submitted"]
+    rows = [
+        {**row, "jobname": job.get("jobname")} for row, job in zip(_rows(found), found, strict=True)
+    ]
+    emit(
+        opts,
+        Reply(True, f"jobs matching {jobname!r}: {ids}", found),
+        lambda _: table(rows, cols),
+    )
 
 
 def main() -> None:

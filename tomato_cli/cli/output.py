@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,7 +15,14 @@ import yaml
 from tomato_cli.rpc import Reply, Unreachable, call
 
 # libyaml's emitter where PyYAML has it: twice as fast for a long job list
-_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+_EMITTER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+class _DUMPER(_EMITTER):  # type: ignore[misc,valid-type]
+    """Every record written out in full: no YAML anchors for records shown twice."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
 
 def to_yaml(data: Any) -> str:
@@ -35,6 +43,7 @@ class Common:
     logdir: Path
     verbosity: str
     as_yaml: bool
+    timeout_ms: int | None = None  # --timeout: how long to wait for the daemon (as tomato 2.2)
 
     @property
     def settings_path(self) -> Path:
@@ -44,11 +53,36 @@ class Common:
 
 
 PORT = typer.Option(DEFAULT_PORT, "--port", "-p", help="Port of the tomato daemon.")
-APPDIR = typer.Option(None, "--appdir", help="Folder of the settings file.")
-DATADIR = typer.Option(None, "--datadir", help="Folder for the daemon's data.")
-LOGDIR = typer.Option(None, "--logdir", help="Folder for log files.")
+APPDIR = typer.Option(None, "--appdir", "-A", help="Folder of the settings file.")
+DATADIR = typer.Option(None, "--datadir", "-D", help="Folder for the daemon's data.")
+LOGDIR = typer.Option(None, "--logdir", "-L", help="Folder for log files.")
 VERBOSITY = typer.Option("INFO", "--verbosity", help="DEBUG, INFO, WARNING or ERROR.")
+VERBOSE = typer.Option(0, "--verbose", "-v", count=True, help="One level more verbose.")
+QUIET = typer.Option(0, "--quiet", "-q", count=True, help="One level less verbose.")
+TIMEOUT = typer.Option(
+    None, "--timeout", help="Milliseconds to wait for the daemon's answer (default: per command)."
+)
 YAML = typer.Option(False, "--yaml", "-y", help="Print one YAML mapping: success, msg, data.")
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _level(name: str, verbose: int, quiet: int) -> str:
+    """``name`` moved one level per -q (up) and -v (down), as tomato 2.2 counts them."""
+    base = LEVELS.index(name.upper()) if name.upper() in LEVELS else 1
+    return LEVELS[min(max(base + quiet - verbose, 0), len(LEVELS) - 1)]
+
+
+def _show_version(ctx: typer.Context, value: bool) -> None:
+    if value:
+        from tomato_cli import __version__
+
+        sys.stdout.write(f"{ctx.find_root().info_name} version {__version__}\n")
+        raise typer.Exit(0)
+
+
+VERSION = typer.Option(
+    False, "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
+)
 
 
 def make_app(help: str) -> typer.Typer:  # noqa: A002 - typer's own word
@@ -65,7 +99,11 @@ def make_app(help: str) -> typer.Typer:  # noqa: A002 - typer's own word
         datadir: Path | None = DATADIR,
         logdir: Path | None = LOGDIR,
         verbosity: str = VERBOSITY,
+        verbose: int = VERBOSE,
+        quiet: int = QUIET,
+        timeout: int | None = TIMEOUT,
         as_yaml: bool = YAML,
+        version: bool = VERSION,
     ) -> None:
         from tomato_cli.paths import default_dirs
 
@@ -75,8 +113,9 @@ def make_app(help: str) -> typer.Typer:  # noqa: A002 - typer's own word
             appdir=(appdir or d_app).expanduser().resolve(),
             datadir=(datadir or d_data).expanduser().resolve(),
             logdir=(logdir or d_log).expanduser().resolve(),
-            verbosity=verbosity,
+            verbosity=_level(verbosity, verbose, quiet),
             as_yaml=as_yaml,
+            timeout_ms=timeout,
         )
 
     return app
@@ -103,6 +142,8 @@ def fail(opts: Common, msg: str) -> NoReturn:
 
 def ask(opts: Common, cmd: str, timeout: float = 30.0, **args: Any) -> Reply:
     """Send a command to the daemon; a daemon that does not answer is a one-line failure."""
+    if opts.timeout_ms is not None:
+        timeout = max(opts.timeout_ms, 1) / 1000.0
     try:
         return call(opts.port, cmd, timeout=timeout, **args)
     except Unreachable:
@@ -119,8 +160,21 @@ def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
-_FLAGS = {"--yaml", "-y"}
-_VALUED = {"--port", "-p", "--appdir", "--datadir", "--logdir", "--verbosity"}
+_FLAGS = {"--yaml", "-y", "--verbose", "--quiet", "--version"}
+_YAML_FLAGS = {"--yaml", "-y"}
+_COUNTED = re.compile(r"^-(v+|q+)$")  # -v, -vv, -q, ...
+_VALUED = {
+    "--port",
+    "-p",
+    "--appdir",
+    "-A",
+    "--datadir",
+    "-D",
+    "--logdir",
+    "-L",
+    "--verbosity",
+    "--timeout",
+}
 
 
 def hoist_common(argv: list[str]) -> list[str]:
@@ -131,7 +185,7 @@ def hoist_common(argv: list[str]) -> list[str]:
     while i < len(argv):
         arg = argv[i]
         name = arg.split("=", 1)[0]
-        if arg in _FLAGS:
+        if arg in _FLAGS or _COUNTED.match(arg):
             front.append(arg)
         elif name in _VALUED and "=" in arg:
             front.append(arg)
@@ -160,7 +214,7 @@ def run_app(app: typer.Typer, prog: str) -> None:
     except click_errors.UsageError as exc:
         hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
         msg = f"{exc.format_message()}{hint}"
-        if _FLAGS & set(sys.argv[1:]):
+        if _YAML_FLAGS & set(sys.argv[1:]):
             sys.stdout.write(to_yaml(Reply(False, msg).as_dict()))
         else:
             sys.stderr.write(f"error: {msg}\n")

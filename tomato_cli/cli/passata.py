@@ -11,10 +11,12 @@ from tomato_cli.cli.output import (
     Common,
     ask,
     emit,
+    fail,
     make_app,
     run_app,
     to_yaml,
 )
+from tomato_cli.rpc import Reply, Unreachable, call
 
 app = make_app("Query and set component attributes through their drivers.")
 
@@ -55,9 +57,23 @@ def constants(ctx: typer.Context, component: str = COMPONENT):
 
 
 @app.command()
-def get(ctx: typer.Context, component: str = COMPONENT, attr: str = typer.Argument(...)):
-    """Read one attribute."""
-    _run(ctx, component, "get_attr", attr=attr)
+def get(
+    ctx: typer.Context,
+    component: str = COMPONENT,
+    attrs: list[str] = typer.Argument(..., help="Attribute names."),
+):
+    """Read attributes: ``-y`` gives ``{attr: value, ...}`` as tomato 2.2 does."""
+    opts: Common = ctx.obj
+    values: dict[str, Any] = {}
+    lines = []
+    for attr in attrs:
+        reply = ask(opts, "component", component=component, action="get_attr", args={"attr": attr})
+        if not reply.success:
+            emit(opts, reply)
+        value, units = reply.data["value"], reply.data.get("units")
+        values[attr] = value
+        lines.append(f"{attr} = {value}{f' {units}' if units else ''}")
+    emit(opts, Reply(True, f"{component}: {'; '.join(lines)}", values))
 
 
 @app.command("set")
@@ -72,9 +88,43 @@ def set_(
 
 
 @app.command()
-def reset(ctx: typer.Context, component: str = COMPONENT):
-    """Stop anything running on the component and reset it."""
-    _run(ctx, component, "reset")
+def reset(
+    ctx: typer.Context,
+    component: str = COMPONENT,
+    force: bool = typer.Option(
+        False, "--force", "-f", help="Reset even while a job uses it (its current step ends)."
+    ),
+):
+    """Reset the component to its defaults; refused while a job uses it, unless forced."""
+    opts: Common = ctx.obj
+    if not force:
+        _run(ctx, component, "reset")
+    comp = _find_component(opts, component)
+    port = ask(opts, "driver_port", driver=comp["driver"])
+    if not port.success:
+        emit(opts, port)
+    try:
+        reply = call(
+            int(port.data), "reset", timeout=30.0, key=f"{comp['address']},{comp['channel']}"
+        )
+    except Unreachable:
+        fail(opts, f"driver {comp['driver']!r} of {comp['name']} is not running")
+    if reply.success:
+        reply.msg = f"reset {comp['name']} (forced)"
+    emit(opts, reply, _show)
+
+
+def _find_component(opts: Common, name: str) -> dict[str, Any]:
+    """The component called ``name``: its name, ``address,channel`` or ``pipeline.role``."""
+    reply = ask(opts, "status", what="pipelines")
+    if not reply.success:
+        emit(opts, reply)
+    for pip in reply.data:
+        for comp in pip["components"]:
+            key = f"{comp['address']},{comp['channel']}"
+            if name in (comp["name"], key, f"{pip['name']}.{comp['role']}"):
+                return comp
+    fail(opts, f"component {name!r} does not exist")
 
 
 @app.command()

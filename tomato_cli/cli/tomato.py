@@ -31,27 +31,66 @@ START_TIMEOUT_S = 30.0
 
 
 @app.command()
-def init(ctx: typer.Context, force: bool = typer.Option(False, help="Overwrite existing files.")):
+def init(
+    ctx: typer.Context,
+    force: bool = typer.Option(False, help="Overwrite existing files."),
+    source: Path | None = typer.Option(
+        None,
+        "--from",
+        help="Take over a tomato 2.x set-up: its settings file or appdir (devices file, "
+        "driver settings, repositories).",
+    ),
+):
     """Write a default settings file and devices file into the appdir."""
-    from tomato_cli.models import default_devices, default_settings, dump_devices, write_settings
+    from tomato_cli.models import (
+        ConfigError,
+        default_devices,
+        default_settings,
+        dump_devices,
+        write_settings,
+    )
+    from tomato_cli.models.tomato2x import (
+        copy_devices,
+        find_tomato2x_settings,
+        import_tomato2x_settings,
+    )
 
     opts: Common = ctx.obj
-    settings = default_settings(opts.appdir, opts.datadir, opts.logdir)
     if opts.settings_path.exists() and not force:
         fail(opts, f"settings file {opts.settings_path} exists; use --force to overwrite it")
+    data: dict[str, Any] = {"settings": str(opts.settings_path)}
+    if source is not None:
+        try:
+            imported = import_tomato2x_settings(source, opts.appdir, opts.datadir, opts.logdir)
+        except ConfigError as exc:
+            fail(opts, str(exc))
+        settings = imported.settings
+        data["imported_from"] = str(imported.source)
+    else:
+        settings = default_settings(opts.appdir, opts.datadir, opts.logdir)
     opts.appdir.mkdir(parents=True, exist_ok=True)
     write_settings(settings, opts.settings_path)
     devices = Path(settings.devices.config)
-    if not devices.exists() or force:
+    if source is not None and imported.devices_from is not None:
+        copy_devices(imported)
+    elif not devices.exists() or force:
         devices.write_text(dump_devices(default_devices()))
-    emit(
-        opts,
-        Reply(
-            True,
-            f"wrote {opts.settings_path} and {devices}",
-            {"settings": str(opts.settings_path), "devices": str(devices)},
-        ),
-    )
+    data["devices"] = str(devices)
+    msg = f"wrote {opts.settings_path} and {devices}"
+    if source is not None:
+        msg += (
+            f" with the devices file, driver settings and repositories of {imported.source}"
+            f" (its jobs stay where they are; new jobs go to {settings.jobs.storage})"
+        )
+    else:
+        found = [p for p in find_tomato2x_settings() if p.parent != opts.appdir]
+        if found:
+            data["found_tomato2x"] = [str(p) for p in found]
+            msg += (
+                f"; a tomato 2.x set-up is on this machine ({found[0]}): to take over its "
+                f"devices and driver settings, run `tomato init --force --from {found[0]}`"
+            )
+    emit(opts, Reply(True, msg, data))
 
 
 @app.command()
@@ -69,11 +108,13 @@ def start(ctx: typer.Context):
         settings = load_settings(opts.settings_path)
     except ConfigError as exc:
         fail(opts, f"{exc} (run `tomato init` to create default settings)")
+    warn_unused(settings, opts.settings_path)
     logdir = Path(settings.logdir)
     logdir.mkdir(parents=True, exist_ok=True)
     errlog = logdir / f"daemon_{opts.port}.err"
     cmd = [
         sys.executable,
+        "-P",  # a driver checkout's own drivers/ or flows/ in the current folder is not ours
         "-m",
         "tomato_cli.daemon",
         "--port",
@@ -151,7 +192,13 @@ def stop(
 @app.command()
 def reload(ctx: typer.Context):
     """Re-read settings and devices file; nothing used by a running job is removed."""
+    from tomato_cli.models import ConfigError, load_settings
+
     opts: Common = ctx.obj
+    try:
+        warn_unused(load_settings(opts.settings_path), opts.settings_path)
+    except ConfigError:
+        pass  # the daemon says what is wrong with it
     emit(opts, ask(opts, "reload", timeout=60))
 
 
@@ -162,6 +209,73 @@ def _sync_text(sync: dict[str, Any]) -> str:
     if sync["state"] == "failing":
         return f"failing: {sync['error']}"
     return str(sync["state"])
+
+
+def warn_unused(settings: Any, path: Path) -> None:
+    """One warning line (stderr) naming the settings keys tomato-prefect does not use."""
+    from drivers.registry import DriverNotFound, load_driver
+    from tomato_cli.models.settings import unused_driver_keys
+
+    known: dict[str, frozenset[str] | None] = {}
+    for name in settings.drivers:
+        try:
+            known[name] = load_driver(name).settings_keys
+        except DriverNotFound:
+            known[name] = None  # the devices file check names a missing driver
+    unused = settings.unused + unused_driver_keys(settings.drivers, known)
+    if unused:
+        sys.stderr.write(
+            f"warning: settings file {path}: not used by tomato-prefect, ignored: "
+            f"{', '.join(unused)}\n"
+        )
+
+
+def _by_name(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A list of records as tomato 2.2 gives them: a mapping keyed by ``name``."""
+    return {item["name"]: item for item in items}
+
+
+def _pipeline_record(pip: dict[str, Any]) -> dict[str, Any]:
+    """A pipeline as tomato 2.2 shows it (components by name), with our component records."""
+    comps = pip.get("components") or []
+    names = [c["name"] if isinstance(c, dict) else c for c in comps]
+    return {**pip, "components": names}
+
+
+def _tomato22_shapes(what: str, data: Any, opts: Common) -> Any:
+    """``-y`` data in tomato 2.2's shapes: sections keyed by name; the whole status with
+    2.2's keys (``status``, ``settings``, ``pips``, ``devs``, ``drvs``, ``cmps``) next to ours."""
+    if what == "pipelines":
+        return _by_name([_pipeline_record(p) for p in data])
+    if what in ("devices", "components"):
+        return _by_name(data)
+    settings = _settings_dict(Path(data["settings"]) if what == "all" else opts.settings_path)
+    drivers = settings.get("drivers", {})
+    if what == "drivers":
+        return _by_name([_driver_record(d, drivers) for d in data])
+    return {
+        **data,
+        "status": "running",
+        "settings_file": data["settings"],
+        "settings": settings,
+        "pips": _by_name([_pipeline_record(p) for p in data["pipelines"]]),
+        "devs": _by_name(data["devices"]),
+        "drvs": _by_name([_driver_record(d, drivers) for d in data["drivers"]]),
+        "cmps": _by_name(data["components"]),
+    }
+
+
+def _driver_record(drv: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    return {"version": None, "settings": settings.get(drv["name"], {}), **drv}
+
+
+def _settings_dict(path: Path) -> dict[str, Any]:
+    from tomato_cli.models import ConfigError, load_settings
+
+    try:
+        return load_settings(path).model_dump(mode="json")
+    except ConfigError:
+        return {}
 
 
 def _status_text(what: str, data: Any) -> str:
@@ -191,29 +305,50 @@ def _status_text(what: str, data: Any) -> str:
 @app.command()
 def status(
     ctx: typer.Context,
-    what: str = typer.Argument("all", help="pipelines, drivers, devices or components"),
+    what: str = typer.Argument(
+        "all", help="tomato (the default: all), pipelines, drivers, devices or components"
+    ),
 ):
     """Status of the daemon, or of its pipelines, drivers, devices or components."""
     opts: Common = ctx.obj
-    emit(opts, ask(opts, "status", what=what), lambda data: _status_text(what, data))
+    what = "all" if what == "tomato" else what
+    reply = ask(opts, "status", what=what)
+    if reply.success and opts.as_yaml:
+        reply.data = _tomato22_shapes(what, reply.data, opts)
+    emit(opts, reply, lambda data: _status_text(what, data))
+
+
+def _pipeline_reply(opts: Common, reply: Reply, pipeline: str) -> Reply:
+    """A refused pipeline command still returns the pipeline's record, as tomato 2.2 does."""
+    if reply.success:
+        reply.data = _pipeline_record(reply.data)
+    else:
+        found = ask(opts, "status", what="pipelines")
+        if found.success:
+            records = _by_name([_pipeline_record(p) for p in found.data])
+            reply.data = records.get(pipeline)
+    return reply
 
 
 @pipeline_app.command("load")
 def pipeline_load(ctx: typer.Context, pipeline: str, sampleid: str):
     """Load a sample into an empty, idle pipeline."""
-    emit(ctx.obj, ask(ctx.obj, "pipeline_load", pipeline=pipeline, sampleid=sampleid))
+    reply = ask(ctx.obj, "pipeline_load", pipeline=pipeline, sampleid=sampleid)
+    emit(ctx.obj, _pipeline_reply(ctx.obj, reply, pipeline))
 
 
 @pipeline_app.command("eject")
 def pipeline_eject(ctx: typer.Context, pipeline: str):
     """Eject the sample (marks the pipeline not ready); fails while a job runs."""
-    emit(ctx.obj, ask(ctx.obj, "pipeline_eject", pipeline=pipeline))
+    reply = ask(ctx.obj, "pipeline_eject", pipeline=pipeline)
+    emit(ctx.obj, _pipeline_reply(ctx.obj, reply, pipeline))
 
 
 @pipeline_app.command("ready")
 def pipeline_ready(ctx: typer.Context, pipeline: str):
     """Mark a pipeline ready."""
-    emit(ctx.obj, ask(ctx.obj, "pipeline_ready", pipeline=pipeline))
+    reply = ask(ctx.obj, "pipeline_ready", pipeline=pipeline)
+    emit(ctx.obj, _pipeline_reply(ctx.obj, reply, pipeline))
 
 
 def main() -> None:

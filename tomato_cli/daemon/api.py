@@ -116,8 +116,11 @@ class DaemonApi:
         return Reply(True, f"pipeline {pipeline!r} is ready", pip.public())
 
     # jobs
-    def cmd_job_submit(self, payload: dict[str, Any], cwd: str, source: str = "payload") -> Reply:
-        job = self.daemon.jobs.submit(payload, cwd, source)
+    def cmd_job_submit(
+        self, payload: dict[str, Any], cwd: str, source: str = "payload", jobname: str | None = None
+    ) -> Reply:
+        repositories = self.daemon.settings.repositories
+        job = self.daemon.jobs.submit(payload, cwd, source, jobname, repositories)
         self.daemon.sync.create_now(job.id)
         job = self.daemon.store.job(job.id) or job
         return Reply(True, f"job {job.id} submitted", job.model_dump(mode="json"))

@@ -178,7 +178,12 @@ class Daemon:
                 parsed = parse_payload(payload, source)
             folder = submit_folder(retry_of) if retry_of else self.datadir / "results"
             folder.mkdir(parents=True, exist_ok=True)
-            job = self.jobs.submit(parsed.model_dump(mode="json"), str(folder), source)
+            job = self.jobs.submit(
+                parsed.model_dump(mode="json"),
+                str(folder),
+                source,
+                repositories=self.settings.repositories,
+            )
         except (PayloadError, RpcError) as exc:
             raise ValueError(str(exc)) from None
         return job  # the sync attaches the run once it has made it the job's

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,8 @@ from tomato_cli.models import (
     parse_payload,
 )
 from tomato_cli.models.context import JobContext, RoleComponent
-from tomato_cli.models.job import PAUSE_FILE, write_cancel
+from tomato_cli.models.job import PAUSE_FILE, job_folder, write_cancel
+from tomato_cli.models.submit import complete_payload, crate_path
 from tomato_cli.rpc import RpcError
 
 log = logging.getLogger(__name__)
@@ -48,11 +49,18 @@ class JobControl:
         self.accepting = True
 
     # submit
-    def submit(self, payload: dict[str, Any], cwd: str, source: str) -> Job:
+    def submit(
+        self,
+        payload: dict[str, Any],
+        cwd: str,
+        source: str,
+        jobname: str | None = None,
+        repositories: Mapping[str, Any] | None = None,
+    ) -> Job:
         """Validate a payload completely, then queue it as a new job."""
         if not self.accepting:
             raise RpcError("the daemon is stopping; no new jobs are taken")
-        parsed = parse_payload(payload, source)
+        parsed = complete_payload(parse_payload(payload, source), cwd, repositories)
         self.check_against_pipelines(parsed, source)
         with self.lock, self.store.transaction() as db:
             jobid = self.store.new_job_id(db)
@@ -64,7 +72,7 @@ class JobControl:
                 )
             except RpcError as exc:
                 raise RpcError(f"{source}: {exc}") from None
-            jobdir = self.storage() / str(jobid)
+            jobdir = job_folder(self.storage(), jobid)
             job = Job(
                 id=jobid,
                 payload=parsed,
@@ -73,6 +81,8 @@ class JobControl:
                 jobpath=str(jobdir),
                 respath=str(respath),
                 snappath=str(snappath),
+                jobname=jobname,
+                cratepath=crate_path(respath, parsed, repositories),
             )
             self.lifecycle.move(job, "q", Cause.SUBMIT, db=db)
         self.lifecycle.committed()

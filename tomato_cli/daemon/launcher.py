@@ -67,7 +67,7 @@ class JobLauncher:
         env.update(self.env)
         err = open(self.logdir / RUNNER_LOG, "ab")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "flows.runner"],
+            [sys.executable, "-P", "-m", "flows.runner"],  # -P: not the cwd's flows/
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=err,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, field_serializer
 
 from tomato_cli.models.payload import Payload
 
@@ -46,11 +46,36 @@ class Job(BaseModel):
     pipeline: str | None = None
     flow_run_id: str | None = None
     error: str | None = None
+    cratepath: str | None = None  # the RO-Crate zip, when the payload asks for one
+
+    @field_serializer(
+        "submitted_at", "launched_at", "connected_at", "completed_at", when_used="json"
+    )
+    def _as_tomato_writes(self, value: datetime | None) -> str | None:
+        """Timestamps as tomato 2.2 writes them ("2026-01-12 09:17:23.905153+00:00")."""
+        return None if value is None else str(value)
+
+    def ended(self, status: JobStatus, error: str | None, at: datetime | None = None) -> Job:
+        """A copy of the job as it ends: final ``status``, ``error`` and ``completed_at``."""
+        when = at or datetime.now(UTC)
+        return self.model_copy(update={"status": status, "error": error, "completed_at": when})
 
     @property
     def is_final(self) -> bool:
         """Whether the job has ended (completed, failed or cancelled)."""
         return self.status in FINAL_STATUSES
+
+
+def job_folder(storage: Path, jobid: int) -> Path:
+    """The folder for job ``jobid`` in ``storage``: ``<jobid>``, or ``<jobid>.<n>`` where
+    that is taken already (by a job of tomato 2.x sharing the folder: nothing of it is
+    touched)."""
+    folder = Path(storage) / str(jobid)
+    n = 1
+    while folder.exists() and any(folder.iterdir()):
+        folder = Path(storage) / f"{jobid}.{n}"
+        n += 1
+    return folder
 
 
 def write_final(jobdir: Path, status: str, error: str | None) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -97,24 +98,46 @@ class User(BaseModel):
 
 
 class Output(BaseModel):
-    """Where the final NetCDF file goes."""
+    """Where the final NetCDF file goes, and the repositories (settings file
+    ``[repositories]``) its RO-Crate is meant for; ``"default"`` as in tomato 2.2."""
 
     model_config = ConfigDict(extra="forbid")
     path: str | None = None
     prefix: str | None = None
-    repositories: list[str] = Field(default_factory=list)
+    repositories: list[str | None] = Field(default_factory=lambda: ["default"])
+
+
+SNAPSHOT_INTERVAL_S = 3600.0  # tomato's default when a payload gives none
 
 
 class Snapshot(BaseModel):
-    """Periodic snapshots: every ``frequency`` seconds into ``path``/``prefix``."""
+    """Periodic snapshots: every ``interval`` seconds into ``path``/``prefix``.
 
-    model_config = ConfigDict(extra="forbid")
-    frequency: float
+    ``interval`` is tomato 2.2's name; payloads before 2.2 (and ours before) call it
+    ``frequency``, which is read as the same field.
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    interval: float = Field(
+        SNAPSHOT_INTERVAL_S, validation_alias=AliasChoices("interval", "frequency")
+    )
     path: str | None = None
     prefix: str | None = None
 
-    _frequency = field_validator("frequency", mode="before")(_seconds)
-    _limits = field_validator("frequency")(_positive)
+    @model_validator(mode="before")
+    @classmethod
+    def _one_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "interval" in data and "frequency" in data:
+            raise ValueError("give either 'interval' or 'frequency' (the same setting), not both")
+        return data
+
+    _interval = field_validator("interval", mode="before")(_seconds)
+    _limits = field_validator("interval")(_positive)
+
+    @property
+    def frequency(self) -> float:
+        """The interval under its pre-2.2 name."""
+        return self.interval
 
 
 class PayloadSettings(BaseModel):
@@ -122,7 +145,7 @@ class PayloadSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     unlock_when_done: bool = False
-    verbosity: Verbosity = "INFO"
+    verbosity: Verbosity = "WARNING"  # tomato 2.2's default; recorded with the job
     output: Output = Field(default_factory=Output)
     snapshot: Snapshot | None = None
 
@@ -174,10 +197,51 @@ class Payload(BaseModel):
         return out
 
 
-def parse_payload(data: dict[str, Any], source: str = "payload") -> Payload:
-    """Validate (and upgrade) a payload mapping; mistakes raise a one-line PayloadError."""
+# payload keys naming a companion file that holds a part of the payload (0.1 onwards)
+COMPANIONS = {"samplefile": "sample", "methodfile": "method"}
+
+
+def read_companions(data: dict[str, Any], folders: list[Path], source: str) -> dict[str, Any]:
+    """``data`` with ``samplefile``/``methodfile`` replaced by the part they hold.
+
+    A relative file name is looked for in each of ``folders`` in turn (the payload's own
+    folder, then the current one, where tomato 2.2 looks).
+    """
+    if not any(key in data for key in COMPANIONS):
+        return data
+    data = dict(data)
+    for key, part in COMPANIONS.items():
+        if key not in data:
+            continue
+        name = data.pop(key)
+        if part in data:
+            raise PayloadError(f"{source}: both {key!r} and {part!r} given; use only one")
+        if not isinstance(name, str) or not name:
+            raise PayloadError(f"{source}: {key} must be a file name, got {name!r}")
+        candidates = [Path(name)] if Path(name).is_absolute() else [f / name for f in folders]
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            where = " or ".join(str(c.parent) for c in candidates)
+            raise PayloadError(f"{source}: {key} {name!r} not found in {where}")
+        content = load_mapping(found, key, PayloadError, limit=MAX_PAYLOAD_BYTES)
+        if part not in content:
+            raise PayloadError(f"{source}: {key} {found} holds no {part!r} entry")
+        data[part] = content[part]
+    return data
+
+
+def parse_payload(
+    data: dict[str, Any], source: str = "payload", folder: Path | None = None
+) -> Payload:
+    """Validate (and upgrade) a payload mapping; mistakes raise a one-line PayloadError.
+
+    Companion files (``samplefile``, ``methodfile``) are looked for in ``folder`` first,
+    then in the current folder.
+    """
     if not isinstance(data, dict):
         raise PayloadError(f"{source}: must hold a mapping, not a {type(data).__name__}")
+    folders = [folder, Path.cwd()] if folder is not None else [Path.cwd()]
+    data = read_companions(data, folders, source)
     try:
         check_size(data)
         upgraded = upgrade(data)
@@ -210,4 +274,4 @@ def load_payload(path: Path) -> Payload:
     """Read a payload file (YAML or JSON, any known version) as a 2.2 Payload."""
     path = Path(path)
     data = load_mapping(path, "payload", PayloadError, limit=MAX_PAYLOAD_BYTES)
-    return parse_payload(data, f"payload {path}")
+    return parse_payload(data, f"payload {path}", folder=path.absolute().parent)

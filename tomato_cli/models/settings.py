@@ -7,6 +7,7 @@ import json
 import math
 import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -23,6 +25,8 @@ from tomato_cli.models.errors import ConfigError
 from tomato_cli.models.files import format_error, one_line, read_text
 
 SETTINGS_FILE = "settings.toml"
+# keys that earlier versions of ours wrote and that are dropped without a warning
+_SILENT = frozenset({"prefect.ui"})
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
@@ -35,7 +39,7 @@ class JobsSettings(BaseModel):
     that a crash of a runner ends all of its jobs (as ``ce``, with their data kept).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
     storage: Path
     per_runner: int = Field(default=8, ge=1, le=64)
     runner_max_jobs: int = Field(default=100, ge=1)
@@ -44,14 +48,14 @@ class JobsSettings(BaseModel):
 class DevicesSettings(BaseModel):
     """Which devices file to read."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
     config: Path
 
 
 class PrefectSettings(BaseModel):
     """Which Prefect server to use: the embedded local one (no url) or an existing one."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
     url: str | None = None  # None: the embedded local server
     port: int | None = Field(default=None, gt=0, lt=65536)  # embedded server; None: automatic
     api_key: str | None = None
@@ -84,20 +88,65 @@ class LegacySettings(BaseModel):
 
 
 class Settings(BaseModel):
-    """The whole settings file."""
+    """The whole settings file.
 
-    model_config = ConfigDict(extra="forbid")
+    Keys tomato-prefect does not use (such as tomato 2.2's ``jobs.dbpath``) are ignored,
+    never refused: :func:`load_settings` lists them in ``unused`` for a warning.
+    ``repositories`` (as in tomato 2.2) names the repositories a payload's
+    ``settings.output.repositories`` may ask for; a job that asks for one gets an RO-Crate.
+    """
+
+    model_config = ConfigDict(extra="ignore")
     datadir: Path
     logdir: Path
     jobs: JobsSettings
     devices: DevicesSettings
-    drivers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     prefect: PrefectSettings = Field(default_factory=PrefectSettings)
     legacy: LegacySettings = Field(default_factory=LegacySettings)
+    repositories: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # last, as tomato 2.2 writes it: keys appended to the file land in [drivers]
+    drivers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    _unused: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def unused(self) -> list[str]:
+        """Keys of the settings file that tomato-prefect ignores (dotted, in file order)."""
+        return list(self._unused)
 
     def legacy_venv(self) -> Path:
         """The virtual environment that holds tomato 2.x driver packages."""
         return self.legacy.venv or Path(self.datadir) / "legacy-drivers"
+
+
+def _unknown_keys(data: Mapping[str, Any], model: type[BaseModel], prefix: str = "") -> list[str]:
+    """Keys of ``data`` that ``model`` (and its nested models) do not declare."""
+    out: list[str] = []
+    for key, value in data.items():
+        field = model.model_fields.get(key)
+        if field is None:
+            out.append(f"{prefix}{_key(key)}")
+            continue
+        sub = field.annotation
+        if isinstance(value, dict) and isinstance(sub, type) and issubclass(sub, BaseModel):
+            out += _unknown_keys(value, sub, f"{prefix}{_key(key)}.")
+    return out
+
+
+def unused_driver_keys(
+    drivers: Mapping[str, Mapping[str, Any]], known: Mapping[str, frozenset[str] | None]
+) -> list[str]:
+    """``drivers.<name>.<key>`` for each key a driver does not read.
+
+    ``known`` maps a driver name to the keys it reads; drivers that do not say (None, or
+    absent) are not checked.
+    """
+    out = []
+    for name, table in drivers.items():
+        keys = known.get(name)
+        if keys is None:
+            continue
+        out += [f"drivers.{_key(name)}.{_key(k)}" for k in table if k not in keys]
+    return out
 
 
 def default_settings(appdir: Path, datadir: Path, logdir: Path) -> Settings:
@@ -130,6 +179,7 @@ def load_settings(path: Path) -> Settings:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"{where}: {format_error(exc, data)}") from None
+    settings._unused = [k for k in _unknown_keys(data, Settings) if k not in _SILENT]
     base = path.parent.absolute()
     settings.datadir = _resolve(settings.datadir, base)
     settings.logdir = _resolve(settings.logdir, base)

@@ -40,8 +40,13 @@ def _task_0x(task: Any, where: str) -> Any:
     for key, value in task.items():
         if key in _TASK_0X:
             out[_TASK_0X[key]] = value
+        elif key == "record_every_dt" and "delay" not in task:
+            out["sampling_interval"] = value  # the 0.x name in potentiostat drivers
         elif key != "technique_params":
             params[key] = value
+    technique = out.get("technique_name")
+    if isinstance(technique, int | float) and not isinstance(technique, bool):
+        out["technique_name"] = str(technique)  # YAML reads `technique: 1` as a number
     if params:
         out["technique_params"] = params
     return out
@@ -54,9 +59,15 @@ def _from_0x(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _params_10(task: Any, where: str) -> Any:
+    if isinstance(task, dict) and "technique_params" in task and task["technique_params"] is None:
+        task = {k: v for k, v in task.items() if k != "technique_params"}  # 1.0's "none given"
+    return _rename(task, "technique_params", "task_params", where)
+
+
 def _from_10(data: dict[str, Any]) -> dict[str, Any]:
     """1.0 -> 2.0: ``technique_params`` -> ``task_params``."""
-    _map_tasks(data, lambda t, w: _rename(t, "technique_params", "task_params", w))
+    _map_tasks(data, _params_10)
     return data
 
 

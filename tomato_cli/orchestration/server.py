@@ -94,6 +94,7 @@ def start_embedded(target: PrefectTarget, port: int, logfile: Path) -> subproces
     logfile.parent.mkdir(parents=True, exist_ok=True)
     cmd = [
         sys.executable,
+        "-P",  # the current folder is not on sys.path (it may hold a package of ours' name)
         "-m",
         "tomato_cli.orchestration.prefect_server",
         "--host",

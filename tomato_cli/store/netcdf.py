@@ -3,8 +3,8 @@
 Snapshots use :func:`write_results` as well; there is no separate snapshot writer.
 The file is a NetCDF4 data tree readable with plain ``xarray.open_datatree(path)``:
 root attrs ``tomato_version`` and ``tomato_Job``; one group per role with attrs
-``tomato_Component`` and ``role``; a CF time coordinate ``uts`` (float64 Unix seconds, so
-xarray decodes it to datetime64 unless ``decode_times=False``); one variable per column,
+``tomato_Component`` and ``role``; a coordinate ``uts`` (float64 Unix seconds, as tomato
+2.2 writes it: xarray leaves it as numbers); one variable per column,
 numeric ones with a CF ``units`` attribute, bools stored as int8 with ``dtype: "bool"``
 (decoded back to bool by xarray), strings as variable-length strings without units.
 
@@ -30,11 +30,13 @@ from tomato_cli.units import cf_units
 
 from .jobstore import JobStore, RoleData, check_role
 
+# float64 Unix seconds, as tomato 2.2 writes it. Plain "s" units (no "since <epoch>")
+# keep xarray from decoding it to datetime64, so scripts written for 2.2 read numbers;
+# ``xr.decode_cf`` does not touch it either. Datetimes: pd.to_datetime(uts, unit="s").
 UTS_ATTRS = {
-    "units": "seconds since 1970-01-01T00:00:00+00:00",
-    "calendar": "standard",
-    "standard_name": "time",
+    "units": "s",
     "long_name": "Unix timestamp",
+    "comment": "seconds since 1970-01-01T00:00:00Z (UTC)",
 }
 
 

@@ -30,19 +30,37 @@ def write_job_results(context: JobContext, path: Path, job: Job | None = None) -
 
 
 def write_final_results(context: JobContext, job: Job | None = None) -> tuple[Path, str | None]:
-    """The final NetCDF at the job's result path, or in the job folder if that fails.
+    """The final NetCDF at the job's result path, or in the job folder if that fails, and
+    the job's RO-Crate next to it if it has a ``cratepath``.
 
-    Returns where it was written and, if the result path could not be used, why.
+    ``job`` is the job as it ends (see :meth:`Job.ended`), so that the file's
+    ``tomato_Job`` tells its final status and completion time; if the result path cannot
+    be used, the file written in the job folder says ``ce`` and why.
+    Returns where the NetCDF was written and, if anything could not be written, why.
     """
     job = job or context.job
+    problems: list[str] = []
     try:
-        return write_job_results(context, Path(job.respath), job), None
+        path = write_job_results(context, Path(job.respath), job)
     except OSError as exc:
         fallback = Path(job.jobpath) / Path(job.respath).name
         cause = _why_not_written(Path(job.respath), exc)
         why = f"could not write {job.respath} ({cause}); results are in {fallback}"
         log.error("job %s: %s", job.id, why)
-        return write_job_results(context, fallback, job), why
+        error = f"{job.error}; {why}" if job.error else why
+        job = job.model_copy(update={"status": "ce", "error": error})
+        path = write_job_results(context, fallback, job)
+        problems.append(why)
+    if job.cratepath:
+        from tomato_cli.store.crate import write_crate  # rocrate: only for jobs that ask
+
+        crate = Path(job.cratepath) if path == Path(job.respath) else path.with_suffix(".zip")
+        try:
+            write_crate(crate, path, job)
+        except (OSError, ValueError) as exc:
+            problems.append(f"could not write the RO-Crate {crate}: {exc}")
+            log.error("job %s: %s", job.id, problems[-1])
+    return path, "; ".join(problems) or None
 
 
 def _why_not_written(path: Path, exc: OSError) -> str:
