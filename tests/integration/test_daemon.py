@@ -178,7 +178,7 @@ def test_passata(lab: Tomato) -> None:
     assert "choice" in lab.fails("passata", "set", comp, "choice", "purple")
     assert lab.ok("passata", "get", comp, "param") == {"param": 2.0}  # nothing changed
     lab.ok("passata", "reset", comp)
-    assert lab.ok("passata", "get", comp, "param", "choice") == {"param": 1.0, "choice": "red"}
+    assert lab.ok("passata", "get", comp, "param", "choice") == {"param": 1.0, "choice": "green"}
     assert "does not exist" in lab.fails("passata", "status", "nope")
     status = lab.ok("passata", "status", "example-addr,4")
     assert status["running"] is False

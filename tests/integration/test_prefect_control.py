@@ -299,7 +299,11 @@ def test_failed_set_on_a_running_job_stops_it_as_ce(ctl: Tomato, tmp_path: Path)
     assert samples(tmp_path / f"results.{jobid}.nc") >= 10
     assert ctl.ok("passata", "status", "ctl-addr,5")["running"] is False
     assert state_of(ctl, job["flow_run_id"])[0] == "FAILED"
-    failed = next(e for e in job_events(ctl, jobid) if e["event"] == "tomato.job.failed")
+    def failed_event() -> dict[str, Any] | None:
+        events = job_events(ctl, jobid)
+        return next((e for e in events if e["event"] == "tomato.job.failed"), None)
+
+    failed = eventually(failed_event, 30, "tomato.job.failed in the event feed")
     assert "Failed" in failed["payload"]["error"]
     found = httpx.post(f"{api(ctl)}/automations/filter", json={}).json()
     automation = next(a for a in found if a["name"] == "tomato job failed")
