@@ -33,6 +33,7 @@ MAX_POINTS = 2000
 MAX_PANELS = 16
 _WIDTH_IN = 9.0
 _PANEL_IN = 2.0
+SVG_WIDTH_PX = round(_WIDTH_IN * 96)  # as a browser shows the SVG (CSS px: 96 per inch)
 
 # matplotlib's settings are global: one render at a time in a process
 _RENDER_LOCK = threading.Lock()
