@@ -9,7 +9,8 @@ Variables of one role that share units share a panel; a variable with extra dime
 thinned to at most ``MAX_POINTS`` per line, keeping each bucket's extremes, so that a
 days-long job still draws quickly and its spikes stay visible.
 
-matplotlib is imported only by :func:`render`, so importing this module stays cheap.
+matplotlib is imported only by :func:`render` and numpy only where data is handled, so
+importing this module (the daemon does at start) stays cheap.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
-
-import numpy as np
+from typing import TYPE_CHECKING, Literal
 
 from tomato_cli.models.job import FINAL_STATUSES, Job
+
+if TYPE_CHECKING:
+    import numpy as np
 
 Format = Literal["svg", "png"]
 FORMATS: tuple[Format, ...] = ("svg", "png")
@@ -80,6 +82,8 @@ class RoleSeries:
 
 
 def _as_plottable(values: np.ndarray) -> np.ndarray | None:
+    import numpy as np
+
     kind = values.dtype.kind
     if kind == "b":
         return values.astype(np.int8)
@@ -90,6 +94,8 @@ def _as_plottable(values: np.ndarray) -> np.ndarray | None:
 
 def from_store(jobdir: Path) -> list[RoleSeries]:
     """Every role's data in a job's append-only store (safe while the job writes)."""
+    import numpy as np
+
     from tomato_cli.store import JobStore
     from tomato_cli.units import cf_units
 
@@ -109,6 +115,7 @@ def from_store(jobdir: Path) -> list[RoleSeries]:
 def from_results(path: Path) -> list[RoleSeries]:
     """Every role's data in a results or snapshot NetCDF file."""
     import netCDF4
+    import numpy as np
 
     from tomato_cli.store.netcdf import _HDF5_LOCK  # HDF5 is not thread-safe
 
@@ -188,6 +195,8 @@ def job_title(job: Job) -> str:
 # drawing
 def thin(x: np.ndarray, y: np.ndarray, max_points: int = MAX_POINTS) -> tuple[np.ndarray, ...]:
     """At most ``max_points`` points of the line ``(x, y)``: each bucket's min and max."""
+    import numpy as np
+
     n = x.shape[0]
     if n <= max_points:
         return x, y
@@ -244,6 +253,7 @@ def _label(names: list[str], units: str) -> str:
 
 def render(series: list[RoleSeries], title: str, fmt: Format = "svg") -> bytes:
     """The plot as SVG or PNG bytes."""
+
     if fmt not in FORMATS:
         raise ValueError(f"unknown plot format {fmt!r}: use svg or png")
     import matplotlib
@@ -288,6 +298,7 @@ def render(series: list[RoleSeries], title: str, fmt: Format = "svg") -> bytes:
 
 
 def _draw_series(ax, panel: _Panel, t0: float, factor: float) -> None:
+
     x = (panel.uts - t0) / factor
     for var in panel.variables:
         xs, ys = thin(x, var.values)
@@ -300,6 +311,8 @@ def _draw_series(ax, panel: _Panel, t0: float, factor: float) -> None:
 
 
 def _draw_trace(ax, panel: _Panel) -> None:
+    import numpy as np
+
     var = panel.variables[0]
     trace = np.asarray(var.values[-1], dtype=np.float64)
     if var.trace_axis is not None and var.trace_axis[2].shape == trace.shape:
