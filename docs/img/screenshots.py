@@ -87,7 +87,19 @@ def terminal_png(command: list[str], path: Path, columns: int = 112, rows: int =
         with browser.chromium(width=1100, height=900) as driver:
             driver.get(svg.as_uri())
             time.sleep(1)
-            path.write_bytes(driver.find_element("css selector", "svg").screenshot_as_png)
+            png = driver.find_element("css selector", "svg").screenshot_as_png
+    _crop_margins(png, path)
+
+
+def _crop_margins(png: bytes, path: Path) -> None:
+    """Save ``png`` without the white margins around the terminal window."""
+    import io
+
+    from PIL import Image, ImageOps
+
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    box = ImageOps.invert(image).getbbox()
+    (image.crop(box) if box else image).save(path, optimize=True)
 
 
 def main() -> None:
