@@ -114,7 +114,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
         url = urllib.parse.urlsplit(self.path)
         query = dict(urllib.parse.parse_qsl(url.query))
         prefixes = [p for p in self.server.get_routes if url.path.startswith(p)]
-        if not prefixes:
+        if not _loopback_name(self.headers.get("Host", "")):
+            # a page whose own name was made to point here (DNS rebinding) reads nothing
+            response = HttpResponse(403, b"only loopback addresses are served\n")
+        elif not prefixes:
             response = HttpResponse(404, b"not found\n")
         else:
             prefix = max(prefixes, key=len)
@@ -152,6 +155,15 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
+
+
+def _loopback_name(host: str) -> bool:
+    """Whether a Host header names this machine's loopback (with or without a port)."""
+    if host.startswith("["):
+        name = host[1:].split("]", 1)[0]
+    else:
+        name = host.split(":", 1)[0].lower()
+    return name in ("localhost", "::1") or name.startswith("127.")
 
 
 def call(port: int, cmd: str, timeout: float = 10.0, host: str = LOOPBACK, **args: Any) -> Reply:

@@ -54,3 +54,22 @@ def test_unknown_paths_are_404_and_a_failing_route_is_500(server: RpcServer) -> 
     assert status == 500 and b"RuntimeError: drawing failed" in body
     # the server goes on answering commands
     assert call(server.port, "hello", x=1) == Reply(True, "hello", {"x": 1})
+
+
+def test_only_loopback_names_are_served(server: RpcServer) -> None:
+    import http.client
+
+    for host, status in (
+        (f"127.0.0.1:{server.port}", 200),
+        (f"localhost:{server.port}", 200),
+        ("127.0.0.2", 200),
+        (f"[::1]:{server.port}", 200),
+        ("evil.example:80", 403),  # a rebound name: its page must not read the plot
+        ("", 403),
+    ):
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        conn.putrequest("GET", "/plot/5.svg", skip_host=True)
+        conn.putheader("Host", host)
+        conn.endheaders()
+        assert conn.getresponse().status == status, host
+        conn.close()
