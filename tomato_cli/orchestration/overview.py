@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 COALESCE_S = 2.0
@@ -77,15 +77,17 @@ def overview_markdown(rows: list[PipelineRow], ui_url: str, updated: str) -> str
     return "\n".join(lines) + "\n"
 
 
-def _shape(rows: list[PipelineRow]) -> list[PipelineRow]:
+def _shape(rows: list[PipelineRow]) -> list[tuple[object, ...]]:
     """The rows without progress: what makes an update urgent."""
-    return [replace(r, progress=None) for r in rows]
+    return [(r.name, r.sampleid, r.ready, r.jobid, r.status, r.flow_run_id) for r in rows]
 
 
-def _shown(rows: list[PipelineRow]) -> list[PipelineRow]:
+def _shown(rows: list[PipelineRow]) -> list[tuple[object, ...]]:
     """The rows as drawn (progress in whole percent), to tell whether anything shows."""
     return [
-        replace(r, progress=None if r.progress is None else round(100 * r.progress)) for r in rows
+        (r.name, r.sampleid, r.ready, r.jobid, r.status, r.flow_run_id)
+        + (None if r.progress is None else round(100 * r.progress),)
+        for r in rows
     ]
 
 
