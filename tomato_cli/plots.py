@@ -103,11 +103,21 @@ def from_store(jobdir: Path) -> list[RoleSeries]:
     with JobStore(Path(jobdir), durable=False) as store:
         for role in store.roles():
             data = store.read(role)
+            # stores with N-D columns describe each one's dims and their coordinates
+            traces = getattr(data, "traces", {})
+            coords = getattr(data, "coords", {})
             variables = []
             for name, column in data.columns.items():
                 values = _as_plottable(np.asarray(column))
-                if values is not None:
-                    variables.append(Variable(name, cf_units(data.units.get(name)), values))
+                if values is None:
+                    continue
+                axis = None
+                dims = getattr(traces.get(name), "dims", ())
+                if values.ndim == 2 and len(dims) == 1 and dims[0] in coords:
+                    dim = dims[0]
+                    axis = (dim, cf_units(data.units.get(dim)), np.asarray(coords[dim]))
+                units = cf_units(data.units.get(name))
+                variables.append(Variable(name, units, values, axis))
             out.append(RoleSeries(role, np.asarray(data.uts, dtype=np.float64), variables))
     return out
 

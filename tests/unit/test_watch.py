@@ -78,6 +78,14 @@ def test_view_renders_bars_times_and_values() -> None:
     assert "does not answer" in text
 
 
+def test_a_trace_is_summed_up_not_printed() -> None:
+    import numpy as np
+
+    watch = JobWatch(job())
+    watch.add("a", [T0, T0 + 1], {"s11": np.zeros((2, 1000)), "t": np.array([1.5, 2.5])}, {}, 0)
+    assert watch.latest["a"] == {"s11": ("trace of 1000 values", None), "t": (2.5, None)}
+
+
 def test_clock_and_exit_codes() -> None:
     assert clock(None) == "-"
     assert clock(59.6) == "0:01:00"

@@ -86,7 +86,11 @@ class JobWatch:
         values = self.latest.setdefault(role, {})
         for name, column in columns.items():
             value = column[-1]
-            values[name] = (value.item() if hasattr(value, "item") else value, units.get(name))
+            if getattr(value, "ndim", 0) > 0:  # a trace: too long to show, say how long
+                value = f"trace of {value.size} values"
+            elif hasattr(value, "item"):
+                value = value.item()
+            values[name] = (value, units.get(name))
 
     @property
     def status(self) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .jobstore import SUFFIX, check_role
-from .records import FILE_MAGIC, Batch, check_file_header, decode_payload, iter_frames
+from .records import Batch, check_file_header, decode_payload, iter_frames
 
 
 class StoreTail:
@@ -43,9 +43,12 @@ class StoreTail:
                 continue
             with f:
                 if role not in self.offsets:
-                    if not check_file_header(f):
+                    try:
+                        if not check_file_header(f):
+                            continue  # still empty
+                    except ValueError:  # not a store file: not ours to read
                         continue
-                    self.offsets[role] = len(FILE_MAGIC)
+                    self.offsets[role] = f.tell()
                 f.seek(self.offsets[role])
                 for end, n, payload in iter_frames(f):
                     out.append((role, decode_payload(n, payload)))
