@@ -73,3 +73,25 @@ def test_a_failed_drawing_says_why_in_the_image(job: Job, monkeypatch: pytest.Mo
     answer = plot_http.PlotRoute({7: job}.get, 1234)("7.svg", {})
     assert answer.content_type == "image/svg+xml"
     assert svg_texts(answer.body) == ["job 7: no plot (OSError: disk gone)"]
+
+
+def test_the_daemon_draws_in_a_worker_that_ends_when_idle(job: Job, tmp_path: Path) -> None:
+    from tomato_cli.daemon.plot_worker import PlotWorker
+
+    worker = PlotWorker(1234, idle_s=1.0)
+    try:
+        first = worker.draw(job)
+        assert "param [s]" in svg_texts(first)
+        pid = worker.proc.pid
+        fill(tmp_path / "job", batches=2)
+        assert worker.draw(job) != first and worker.proc.pid == pid  # the same worker
+        worker.proc.wait(timeout=10)  # nobody looks: it ends, and its memory with it
+        assert "param [s]" in svg_texts(worker.draw(job))  # a new one on the next look
+        assert worker.proc.pid != pid
+        (tmp_path / "job" / "data" / "counter.tsr").write_bytes(b"garbage!")
+        with pytest.raises(RuntimeError, match="ValueError: not a tomato job store file"):
+            worker.draw(job)
+        assert worker.proc.poll() is None  # one bad job does not end it
+    finally:
+        worker.stop()
+    assert worker.proc.poll() is not None

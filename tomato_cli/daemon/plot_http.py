@@ -1,10 +1,11 @@
 """The daemon's live plots: ``GET /plot/<jobid>.svg`` on its RPC port, drawn on demand.
 
 Nothing is drawn while nobody looks. A look draws the job's plot from its store (or its
-results once it has ended); looks within ``MIN_INTERVAL_S`` of a drawing, or while the
-job's data is unchanged, get the last drawing again. One drawing at a time, so a page
-opened in many tabs cannot take more than one core. The browser is told not to keep the
-image, so every look shows the data as it is then.
+results once it has ended), in a worker process (see :mod:`.plot_worker`); looks within
+``MIN_INTERVAL_S`` of a drawing, or while the job's data is unchanged, get the last
+drawing again. One drawing at a time, so a page opened in many tabs cannot take more than
+one core. The browser is told not to keep the image, so every look shows the data as it
+is then.
 """
 
 from __future__ import annotations
@@ -46,12 +47,25 @@ def _message_svg(text: str) -> bytes:
     ).encode()
 
 
-class PlotRoute:
-    """Answers the plot GETs of one daemon; ``find_job`` looks a job up by id."""
+def _draw_here(job: Job) -> bytes:
+    from tomato_cli.plots import job_plot
 
-    def __init__(self, find_job: Callable[[int], Job | None], port: int):
+    return job_plot(job, "svg")
+
+
+class PlotRoute:
+    """Answers the plot GETs of one daemon; ``find_job`` looks a job up by id, ``draw``
+    makes the SVG (in this process unless told otherwise)."""
+
+    def __init__(
+        self,
+        find_job: Callable[[int], Job | None],
+        port: int,
+        draw: Callable[[Job], bytes] = _draw_here,
+    ):
         self.find_job = find_job
         self.port = port
+        self.draw = draw
         self.lock = threading.Lock()
         self.drawings: OrderedDict[int, _Drawing] = OrderedDict()
 
@@ -68,7 +82,7 @@ class PlotRoute:
         return self._svg(self._drawing(job))
 
     def _drawing(self, job: Job) -> bytes:
-        from tomato_cli.plots import data_version, job_plot
+        from tomato_cli.plots import data_version
 
         with self.lock:
             last = self.drawings.get(job.id)
@@ -80,7 +94,7 @@ class PlotRoute:
                 return last.svg
             started = time.perf_counter()
             try:
-                svg = job_plot(job, "svg")
+                svg = self.draw(job)
             except Exception as exc:
                 log.exception("job %s: could not draw its plot", job.id)
                 return _message_svg(f"job {job.id}: no plot ({type(exc).__name__}: {exc})")
@@ -98,6 +112,7 @@ class PlotRoute:
 
 def register(server: RpcServer, find_job: Callable[[int], Job | None], port: int) -> None:
     """Serve live plots on the daemon's RPC server (the daemon's one hook)."""
+    from tomato_cli.daemon.plot_worker import PlotWorker
     from tomato_cli.plots import PLOT_ROUTE
 
-    server.add_get_route(PLOT_ROUTE, PlotRoute(find_job, port))
+    server.add_get_route(PLOT_ROUTE, PlotRoute(find_job, port, PlotWorker(port).draw))
