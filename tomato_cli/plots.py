@@ -93,7 +93,11 @@ def _as_plottable(values: np.ndarray) -> np.ndarray | None:
 
 
 def from_store(jobdir: Path) -> list[RoleSeries]:
-    """Every role's data in a job's append-only store (safe while the job writes)."""
+    """Every role's data in a job's append-only store (safe while the job writes).
+
+    Of a trace only the latest is kept: the store is streamed one batch at a time, so a
+    long job of large traces is drawn in the memory of one batch.
+    """
     import numpy as np
 
     from tomato_cli.store import JobStore
@@ -102,22 +106,25 @@ def from_store(jobdir: Path) -> list[RoleSeries]:
     out = []
     with JobStore(Path(jobdir), durable=False) as store:
         for role in store.roles():
-            data = store.read(role)
-            # stores with N-D columns describe each one's dims and their coordinates
-            traces = getattr(data, "traces", {})
-            coords = getattr(data, "coords", {})
+            data = store.read(role, traces=False)
             variables = []
             for name, column in data.columns.items():
                 values = _as_plottable(np.asarray(column))
+                if values is not None:
+                    variables.append(Variable(name, cf_units(data.units.get(name)), values))
+            latest: dict[str, np.ndarray] = {}
+            for _, slabs in store.trace_slabs(role, data):
+                latest.update({name: slab[-1:] for name, slab in slabs.items()})
+            for name, last in latest.items():
+                values = _as_plottable(np.asarray(last))
                 if values is None:
                     continue
+                dims = data.traces[name].dims
                 axis = None
-                dims = getattr(traces.get(name), "dims", ())
-                if values.ndim == 2 and len(dims) == 1 and dims[0] in coords:
+                if len(dims) == 1:
                     dim = dims[0]
-                    axis = (dim, cf_units(data.units.get(dim)), np.asarray(coords[dim]))
-                units = cf_units(data.units.get(name))
-                variables.append(Variable(name, units, values, axis))
+                    axis = (dim, cf_units(data.units.get(dim)), np.asarray(data.coords[dim]))
+                variables.append(Variable(name, cf_units(data.units.get(name)), values, axis))
             out.append(RoleSeries(role, np.asarray(data.uts, dtype=np.float64), variables))
     return out
 

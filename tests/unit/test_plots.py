@@ -196,3 +196,27 @@ def test_plot_url_and_markdown() -> None:
     md = plots.plot_markdown(url, 5)
     assert md.startswith(f"![live plot of job 5]({url})")
     assert "ketchup plot 5" in md
+
+
+def test_a_trace_in_the_store_shows_against_its_coordinate(tmp_path: Path) -> None:
+    freq = np.linspace(1e6, 2e6, 50)
+    with JobStore(tmp_path / "job", durable=False) as store:
+        for b in range(3):
+            store.append(
+                "vna",
+                [UTS0 + b],
+                {"s11": [np.sin(freq / 1e5 + b)], "temp": [20.0 + b]},
+                {"s11": "dB", "temp": "degC", "freq": "Hz"},
+                dims={"s11": ["freq"]},
+                coords={"freq": freq},
+            )
+    series = plots.from_store(tmp_path / "job")
+    trace = next(v for v in series[0].variables if v.name == "s11")
+    # only the latest trace is read from the store: memory of one batch, however long
+    np.testing.assert_array_equal(trace.values, [np.sin(freq / 1e5 + 2)])
+    assert trace.trace_axis is not None and trace.trace_axis[:2] == ("freq", "Hz")
+    texts = svg_texts(plots.render(series, "t", "svg"))
+    assert "freq [Hz]" in texts and "s11 [dB]" in texts and "temp [degC]" in texts
+    with JobStore(tmp_path / "job", durable=False) as store:
+        path = write_results(tmp_path / "r.nc", store, "{}", {}, "0.1.0")
+    assert svg_texts(plots.render(plots.from_results(path), "t", "svg")) == texts

@@ -42,3 +42,14 @@ def test_a_torn_record_is_read_once_it_is_whole(tmp_path: Path) -> None:
     path.write_bytes(whole + record)
     assert [list(b.uts) for _, b in tail.new_batches()] == [[2.0]]
     np.testing.assert_array_equal(JobStore(tmp_path / "job").read("a").uts, [1.0, 2.0])
+
+
+def test_traces_come_whole_with_their_batch(tmp_path: Path) -> None:
+    tail = StoreTail(tmp_path / "job")
+    with JobStore(tmp_path / "job", durable=False) as store:
+        freq = np.arange(4.0)
+        store.append(
+            "vna", [1.0], {"s11": [freq * 2]}, {}, dims={"s11": ["freq"]}, coords={"freq": freq}
+        )
+        [(role, batch)] = tail.new_batches()
+    assert role == "vna" and batch.columns["s11"].shape == (1, 4)
