@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import time
 import urllib.error
 import urllib.request
@@ -67,7 +68,7 @@ def test_submit_wait_ends_with_the_job_and_its_exit_code_tells_a_cancel(
     payload = payload_file(tmp_path / "p.yml", "wait-cancel", duration=60)
     view = PtyProcess(cli(lab, "ketchup", "submit", str(payload), "--wait"), tmp_path)
     text = view.read_until("running", timeout=60)
-    jobid = int(text.split("job ", 1)[1].split(" ", 1)[0])
+    jobid = int(re.search(r"jobid (\d+)", text).group(1))
     lab.ok("ketchup", "cancel", str(jobid))
     assert view.wait(timeout=60) == 4
     assert lab.job(jobid)["status"] == "cd"
