@@ -23,6 +23,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from drivers.samples import collect_task_data
 from flows.context import JobRun, NotGranted, granted_context
+from flows.plot_artifact import create_plot_artifact
 from tomato_cli.models import Job, Task
 from tomato_cli.store.results import write_final_results
 
@@ -217,6 +218,7 @@ def tomato_job(jobid: int | None = None, payload: dict[str, Any] | str | None = 
     run.report("r")
     run.watch_mailbox()
     artifact = create_progress_artifact(0.0, description=f"tomato job {run.job.id}")
+    create_plot_artifact(run)
     copied = contextvars.copy_context()  # artifacts made there belong to this flow run
     threading.Thread(target=copied.run, args=(_progress_loop, run, artifact), daemon=True).start()
 

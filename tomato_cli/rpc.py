@@ -2,6 +2,8 @@
 
 Every process of tomato (daemon, driver hosts) answers ``POST /`` with a JSON body
 ``{"cmd": str, "args": {...}}`` and replies with ``{"success": bool, "msg": str, "data": ...}``.
+A server may also answer ``GET`` on paths it registers (:meth:`RpcServer.add_get_route`),
+for things a browser fetches, such as the daemon's live plots.
 It uses only the standard library so that the CLIs start fast.
 """
 
@@ -11,6 +13,7 @@ import json
 import socket
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,6 +51,20 @@ class RpcError(Exception):
 Handler = Callable[[str, dict[str, Any]], Reply]
 
 
+@dataclass
+class HttpResponse:
+    """The answer to a GET: status, body and its content type, extra headers."""
+
+    status: int
+    body: bytes
+    content_type: str = "text/plain; charset=utf-8"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+# a GET route gets the rest of the path after its prefix and the query parameters
+GetRoute = Callable[[str, dict[str, str]], HttpResponse]
+
+
 def _json_default(obj: Any) -> Any:
     if hasattr(obj, "model_dump"):
         return obj.model_dump(mode="json")
@@ -69,7 +86,12 @@ class RpcServer(ThreadingHTTPServer):
 
     def __init__(self, host: str, port: int, handler: Handler):
         self.handler = handler
+        self.get_routes: dict[str, GetRoute] = {}
         super().__init__((host, port), _RequestHandler)
+
+    def add_get_route(self, prefix: str, route: GetRoute) -> None:
+        """Answer ``GET <prefix><rest>?<query>`` with ``route(rest, query)``."""
+        self.get_routes[prefix] = route
 
     @property
     def port(self) -> int:
@@ -87,6 +109,30 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         return
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+        url = urllib.parse.urlsplit(self.path)
+        query = dict(urllib.parse.parse_qsl(url.query))
+        prefixes = [p for p in self.server.get_routes if url.path.startswith(p)]
+        if not _loopback_name(self.headers.get("Host", "")):
+            # a page whose own name was made to point here (DNS rebinding) reads nothing
+            response = HttpResponse(403, b"only loopback addresses are served\n")
+        elif not prefixes:
+            response = HttpResponse(404, b"not found\n")
+        else:
+            prefix = max(prefixes, key=len)
+            try:
+                response = self.server.get_routes[prefix](url.path[len(prefix) :], query)
+            except Exception as exc:  # a bug must not kill the server thread
+                response = HttpResponse(500, f"{type(exc).__name__}: {exc}\n".encode())
+        self.send_response(response.status)
+        self.send_header("Content-Type", response.content_type)
+        self.send_header("Content-Length", str(len(response.body)))
+        self.send_header("X-Content-Type-Options", "nosniff")
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(response.body)
 
     def do_POST(self) -> None:  # noqa: N802 - stdlib naming
         length = int(self.headers.get("Content-Length", 0))
@@ -109,6 +155,15 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
+
+
+def _loopback_name(host: str) -> bool:
+    """Whether a Host header names this machine's loopback (with or without a port)."""
+    if host.startswith("["):
+        name = host[1:].split("]", 1)[0]
+    else:
+        name = host.split(":", 1)[0].lower()
+    return name in ("localhost", "::1") or name.startswith("127.")
 
 
 def call(port: int, cmd: str, timeout: float = 10.0, host: str = LOOPBACK, **args: Any) -> Reply:

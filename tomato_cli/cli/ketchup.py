@@ -22,11 +22,20 @@ from tomato_cli.rpc import Reply
 app = make_app("Submit and manage tomato jobs.")
 
 
+WAIT = typer.Option(
+    False, "--wait", help="Follow the job until it ends; the exit code tells how it ended."
+)
+WATCH = typer.Option(
+    False, "--watch", help="Follow the job until it ends; the exit code tells how it ended."
+)
+
+
 @app.command()
 def submit(
     ctx: typer.Context,
     payload: Path = typer.Argument(..., help="Payload file."),
     jobname: str | None = typer.Option(None, "--jobname", "-j", help="A name for the job."),
+    wait: bool = WAIT,
 ):
     """Submit a payload; the job waits in the queue for a matching, ready pipeline."""
     from tomato_cli.models import PayloadError, load_payload
@@ -50,6 +59,12 @@ def submit(
         reply.msg = f"job submitted successfully with jobid {reply.data['id']}"
         if jobname is not None:
             reply.msg += f" and jobname {jobname!r}"
+    if wait and reply.success:
+        from tomato_cli.cli.watch import watch_job
+
+        if not opts.as_yaml:
+            print(reply.msg, flush=True)
+        watch_job(opts, int(reply.data["id"]))
     emit(opts, reply, lambda job: f"id: {job['id']}")
 
 
@@ -72,9 +87,19 @@ def _rows(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 @app.command()
-def status(ctx: typer.Context, jobids: list[int] = typer.Argument(None, help="Job ids.")):
+def status(
+    ctx: typer.Context,
+    jobids: list[int] = typer.Argument(None, help="Job ids."),
+    watch: bool = WATCH,
+):
     """Status of jobs; without ids, of the whole queue."""
     opts: Common = ctx.obj
+    if watch:
+        if not jobids or len(jobids) != 1:
+            fail(opts, "--watch follows one job: give exactly one job id")
+        from tomato_cli.cli.watch import watch_job
+
+        watch_job(opts, jobids[0])
     reply = ask(opts, "job_status", jobids=jobids or None)
     cols = ["id", "status", "pipeline", "sample", "submitted", "started", "completed"]
 
@@ -162,6 +187,38 @@ def search(
         Reply(True, f"jobs matching {jobname!r}: {ids}", found),
         lambda _: table(rows, cols),
     )
+
+
+@app.command()
+def plot(
+    ctx: typer.Context,
+    jobid: int,
+    output: Path = typer.Option(
+        None, "--output", "-o", help="PNG or SVG file, by suffix (default: plot.<jobid>.png)."
+    ),
+):
+    """Plot a job's data as it is now: the same plot as in the Prefect UI."""
+    from tomato_cli.models import Job
+
+    opts: Common = ctx.obj
+    path = (output or Path(f"plot.{jobid}.png")).expanduser().absolute()
+    fmt = path.suffix.lower().removeprefix(".")
+    if fmt not in ("png", "svg"):
+        fail(opts, f"cannot write {path.name}: the file name must end in .png or .svg")
+    reply = ask(opts, "job_status", jobids=[jobid])
+    if not reply.success:
+        emit(opts, reply)
+    job = Job.model_validate(reply.data[0])
+    if job.status in ("q", "qw"):
+        fail(opts, f"job {jobid} has not started yet (status {job.status})")
+    from tomato_cli.plots import job_plot
+
+    image = job_plot(job, fmt)
+    try:
+        path.write_bytes(image)
+    except OSError as exc:
+        fail(opts, f"cannot write {path}: {exc.strerror or exc}")
+    emit(opts, Reply(True, f"wrote {path}", {"path": str(path), "format": fmt}))
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ from tomato_cli.cli.output import (
     run_app,
     table,
 )
+from tomato_cli.cli.spinner import working
 from tomato_cli.rpc import Reply, Unreachable, call
 
 app = make_app("Manage the tomato daemon and its pipelines.")
@@ -137,26 +138,22 @@ def start(ctx: typer.Context):
             start_new_session=True,
         )
     deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            why = errlog.read_text().strip().splitlines()
-            fail(opts, f"the daemon exited at start: {why[-1] if why else proc.returncode}")
-        try:
-            reply = call(opts.port, "hello", timeout=1)
-            if reply.success:
-                info = reply.data
-                emit(
-                    opts,
-                    Reply(
-                        True,
-                        f"tomato daemon started on port {opts.port}; Prefect UI "
-                        f"at {info['prefect']['ui_url']}",
-                        info,
-                    ),
-                )
-        except Unreachable:
-            time.sleep(0.05)
-    fail(opts, f"the daemon did not answer within {START_TIMEOUT_S:.0f} s; see {errlog}")
+    info = None
+    with working(opts, f"starting the tomato daemon on port {opts.port}") as progress:
+        while info is None and time.monotonic() < deadline:
+            progress()
+            if proc.poll() is not None:
+                why = errlog.read_text().strip().splitlines()
+                fail(opts, f"the daemon exited at start: {why[-1] if why else proc.returncode}")
+            try:
+                reply = call(opts.port, "hello", timeout=1)
+                info = reply.data if reply.success else None
+            except Unreachable:
+                time.sleep(0.05)
+    if info is None:
+        fail(opts, f"the daemon did not answer within {START_TIMEOUT_S:.0f} s; see {errlog}")
+    msg = f"tomato daemon started on port {opts.port}; Prefect UI at {info['prefect']['ui_url']}"
+    emit(opts, Reply(True, msg, info))
 
 
 @app.command()
@@ -176,17 +173,39 @@ def stop(
     mode = "cancel" if cancel_jobs else "leave" if leave_running else "refuse"
     reply = ask(opts, "stop", mode=mode)
     if reply.success:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            try:
-                call(opts.port, "hello", timeout=1)
-                time.sleep(0.1)
-            except Unreachable:
-                break
-        else:
+        if not _stopped(opts, cancelling=mode == "cancel"):
             fail(opts, f"the daemon on port {opts.port} did not stop within 180 s")
         reply = Reply(True, f"tomato daemon on port {opts.port} stopped", reply.data)
     emit(opts, reply)
+
+
+def _stopped(opts: Common, cancelling: bool, timeout: float = 180.0) -> bool:
+    """Wait for the daemon to go away; say how many jobs it still waits for."""
+    deadline = time.monotonic() + timeout
+    last_count = 0.0
+    with working(opts, f"stopping the tomato daemon on port {opts.port}") as progress:
+        while time.monotonic() < deadline:
+            try:
+                call(opts.port, "hello", timeout=1)
+            except Unreachable:
+                return True
+            if cancelling and time.monotonic() - last_count >= 1.0:
+                last_count = time.monotonic()
+                progress(_stop_text(opts))
+            else:
+                progress()
+            time.sleep(0.1)
+    return False
+
+
+def _stop_text(opts: Common) -> str:
+    try:
+        running = call(opts.port, "status", timeout=2).data["jobs"]["running"]
+    except (Unreachable, TypeError, KeyError):
+        running = []
+    if running:
+        return f"cancelling {len(running)} running job(s), then stopping"
+    return f"stopping the tomato daemon on port {opts.port}"
 
 
 @app.command()

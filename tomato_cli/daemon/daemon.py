@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tomato_cli import __version__
+from tomato_cli.daemon import plot_http
 from tomato_cli.daemon.api import DaemonApi
 from tomato_cli.daemon.driver_supervisor import DriverSupervisor
 from tomato_cli.daemon.gate import Gate
@@ -206,6 +207,7 @@ class Daemon:
             known_drivers=driver_catalog(self.settings).known(),
         )
         self.server = RpcServer("127.0.0.1", self.port, self.api.handle)
+        plot_http.register(self.server, self.store.job, self.port)
         self.recovery.check_live_jobs()  # after a restart: jobs that ended while we were away
         self.snapshots.adopt_live_jobs(self.store.jobs(("r", "rp", "rd")))
         self.server.start_background()

@@ -18,6 +18,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Protocol
 
+from tomato_cli.daemon.overview_feed import publish_overview
 from tomato_cli.daemon.prefect_actions import EXPECTED, Reaction, reaction_to
 from tomato_cli.daemon.state import StateStore
 from tomato_cli.models import FINAL_STATUSES, LIVE_STATUSES, WAITING_STATUSES, Job
@@ -251,6 +252,7 @@ class PrefectSync:
             self._pipelines_dirty = False
             self.slots.show(self.host.pipeline_views())
         self._push_states(self.flow_runs)
+        publish_overview(self)
         self._keep_leases(self.slots)
         if self.snapshots is not None:
             self.snapshots.reconcile(self.flow_runs, connecting=False)
