@@ -14,7 +14,7 @@ from drivers.client import DriverClient
 from tomato_cli.models import Component, Job
 from tomato_cli.models.context import JobContext
 from tomato_cli.models.job import CANCEL_FILE, write_final
-from tomato_cli.rpc import Unreachable, call
+from tomato_cli.rpc import LOOPBACK, Unreachable, call
 from tomato_cli.store import JobStore
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,8 @@ def load_context(jobid: int) -> JobContext:
     if jobid in PRELOADED:
         return PRELOADED.pop(jobid)
     port = int(os.environ.get("TOMATO_DAEMON_PORT", "1234"))
-    reply = call(port, "job_context", jobid=jobid)
+    host = os.environ.get("TOMATO_DAEMON_HOST", LOOPBACK)
+    reply = call(port, "job_context", jobid=jobid, host=host)
     if not reply.success:
         raise RuntimeError(reply.msg)
     return JobContext.model_validate(reply.data)
@@ -52,6 +53,7 @@ class JobRun:
     def __post_init__(self) -> None:
         self.job = self.context.job
         self.daemon_port = self.context.daemon_port
+        self.daemon_host = self.context.daemon_host
         self.store = JobStore(Path(self.job.jobpath))
         for task in self.job.payload.method:
             if task.task_name:
@@ -69,7 +71,9 @@ class JobRun:
         if refresh or comp.driver not in self._drivers:
             port = self.context.components[role].driver_port
             if refresh or port is None:
-                reply = call(self.daemon_port, "driver_port", driver=comp.driver)
+                reply = call(
+                    self.daemon_port, "driver_port", host=self.daemon_host, driver=comp.driver
+                )
                 if not reply.success:
                     raise RuntimeError(reply.msg)
                 port = reply.data
@@ -93,7 +97,14 @@ class JobRun:
             write_final(Path(self.job.jobpath), status, error)
         for _ in range(3):
             try:
-                call(self.daemon_port, "job_update", jobid=self.job.id, status=status, error=error)
+                call(
+                    self.daemon_port,
+                    "job_update",
+                    host=self.daemon_host,
+                    jobid=self.job.id,
+                    status=status,
+                    error=error,
+                )
                 return
             except Unreachable:
                 time.sleep(1.0)

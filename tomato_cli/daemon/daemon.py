@@ -28,6 +28,7 @@ from tomato_cli.daemon.prefect_sync import PrefectSync
 from tomato_cli.daemon.recovery import Recovery
 from tomato_cli.daemon.state import StateStore, now
 from tomato_cli.models import FINAL_STATUSES, Job, Settings, load_devices, load_settings
+from tomato_cli.models.credentials import read_auth_string
 from tomato_cli.orchestration.server import EmbeddedServer, PrefectTarget, embedded_target
 from tomato_cli.rpc import RpcServer, free_port
 
@@ -49,7 +50,7 @@ class Daemon:
         self.lifecycle = JobLifecycle(self.store)
         self.supervisor = DriverSupervisor(self.store, self.settings.drivers, self.logdir)
         target, server = self._prefect_target()
-        self.sync = PrefectSync(self, target, server, port)
+        self.sync = PrefectSync(self, target, server, port, self.settings.daemon.host_name)
         self.launcher = JobLauncher(
             self.logdir,
             target.client_env(),
@@ -64,6 +65,7 @@ class Daemon:
             self.supervisor,
             port,
             lambda: Path(self.settings.jobs.storage),
+            host=self.settings.daemon.host,
         )
         self.gate = Gate(
             self.store, self.lifecycle, self.lock, self.supervisor.capabilities_of, self._launch
@@ -78,12 +80,13 @@ class Daemon:
 
     def _prefect_target(self) -> tuple[PrefectTarget, EmbeddedServer | None]:
         cfg = self.settings.prefect
+        auth_string = read_auth_string(cfg)
         if cfg.url:
             target = PrefectTarget(
                 api_url=cfg.url.rstrip("/"),
                 embedded=False,
                 api_key=cfg.api_key,
-                auth_string=cfg.auth_string,
+                auth_string=auth_string,
             )
             return target, None
         port = cfg.port
@@ -91,7 +94,7 @@ class Daemon:
             saved = self.store.get_meta("prefect_port")
             port = int(saved) if saved else free_port()
             self.store.set_meta("prefect_port", str(port))
-        target = embedded_target(self.datadir, port, cfg.auth_string)
+        target = embedded_target(self.datadir, port, auth_string)
         return target, EmbeddedServer(target, port, self.logdir / "prefect-server.log")
 
     # wiring
@@ -128,7 +131,7 @@ class Daemon:
         """Answer at once; bring up drivers, Prefect and job runners behind the API."""
         # a broken devices file must stop the start before anyone is told it worked
         load_devices(Path(self.settings.devices.config), known_drivers=known_drivers())
-        self.server = RpcServer("127.0.0.1", self.port, self.api.handle)
+        self.server = RpcServer(self.settings.daemon.host, self.port, self.api.handle)
         self.recovery.check_live_jobs()  # after a restart: jobs that ended while we were away
         self.server.start_background()
         self.pipelines.apply_devices(self.settings)
@@ -139,7 +142,9 @@ class Daemon:
         threading.Thread(
             target=self.recovery.run, args=(self._stop,), name="job-monitor", daemon=True
         ).start()
-        log.info("tomato daemon %s serving on 127.0.0.1:%s", __version__, self.port)
+        log.info(
+            "tomato daemon %s serving on %s:%s", __version__, self.settings.daemon.host, self.port
+        )
         self._stop.wait()
         self.server.shutdown()
 
@@ -147,6 +152,7 @@ class Daemon:
         return {
             "version": __version__,
             "port": self.port,
+            "host": {"name": self.settings.daemon.host_name, "address": self.settings.daemon.host},
             "pid": os.getpid(),
             "appdir": str(self.appdir),
             "datadir": str(self.datadir),

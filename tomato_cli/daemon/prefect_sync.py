@@ -50,8 +50,10 @@ class PrefectSync:
         target: PrefectTarget,
         server: EmbeddedServer | None,
         daemon_port: int,
+        host_name: str | None = None,  # [daemon] name: labels the work pool on a lab server
     ) -> None:
         self.host = host
+        self.host_name = host_name
         self.store = host.store
         self.target = target
         self.server = server  # None when the daemon uses a Prefect server of the lab
@@ -120,7 +122,7 @@ class PrefectSync:
         os.environ["PREFECT_API_REQUEST_TIMEOUT"] = "15"
         from tomato_cli.orchestration.flow_runs import FlowRuns
 
-        flow_runs = FlowRuns(self.daemon_port, self.target.embedded)
+        flow_runs = FlowRuns(self.daemon_port, self.target.embedded, self.host_name)
         flow_runs.ensure_deployment()
         self._slots_dirty = False
         flow_runs.sync_pipeline_slots(self._busy_pipelines())

@@ -19,13 +19,16 @@ FLOW_NAME = "tomato-job"
 WORKER_HEARTBEAT_S = 30.0
 
 
-def work_pool_name(port: int, embedded: bool) -> str:
-    """The daemon's work pool: ``tomato`` on its own server, host and port on a shared one."""
-    return "tomato" if embedded else f"tomato-{socket.gethostname()}-{port}"
+def work_pool_name(port: int, embedded: bool, host_name: str | None = None) -> str:
+    """The daemon's work pool: ``tomato`` on its own server, host and port on a shared one.
+
+    ``host_name`` is the daemon's ``[daemon] name`` (default: the machine's host name).
+    """
+    return "tomato" if embedded else f"tomato-{host_name or socket.gethostname()}-{port}"
 
 
-def deployment_name(port: int, embedded: bool) -> str:
-    return "tomato" if embedded else f"{socket.gethostname()}-{port}"
+def deployment_name(port: int, embedded: bool, host_name: str | None = None) -> str:
+    return "tomato" if embedded else f"{host_name or socket.gethostname()}-{port}"
 
 
 def pipeline_limit_name(pipeline: str) -> str:
@@ -35,12 +38,12 @@ def pipeline_limit_name(pipeline: str) -> str:
 class FlowRuns:
     """The daemon's jobs and pipelines in Prefect: the deployment, job flow runs, slots."""
 
-    def __init__(self, port: int, embedded: bool):
+    def __init__(self, port: int, embedded: bool, host_name: str | None = None):
         from prefect.client.orchestration import get_client
 
         self.port = port
-        self.pool = work_pool_name(port, embedded)
-        self.deployment = deployment_name(port, embedded)
+        self.pool = work_pool_name(port, embedded, host_name)
+        self.deployment = deployment_name(port, embedded, host_name)
         self.client = get_client(sync_client=True)
         self.client.__enter__()
         self.deployment_id = None
