@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import json
 import os
 import re
 import secrets
@@ -31,7 +32,7 @@ import tomllib
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,10 @@ class LabConfig:
     allow_remote: bool = False  # listen on an address other than loopback
 
     def check(self) -> None:
+        for item in fields(self):
+            wanted = type(getattr(LabConfig, item.name))
+            if type(getattr(self, item.name)) is not wanted:
+                raise LabServerError(f"{item.name} must be of type {wanted.__name__}")
         try:
             address = ipaddress.ip_address(self.listen)
         except ValueError:
@@ -86,8 +91,8 @@ class LabConfig:
     def dump(self) -> str:
         lines = ["# tomato lab server (see docs/scale-out.md); no secrets in here"]
         for key, value in asdict(self).items():
-            text = str(value).lower() if isinstance(value, bool) else value
-            lines.append(f'{key} = "{text}"' if isinstance(text, str) else f"{key} = {text}")
+            text = str(value).lower() if isinstance(value, bool) else json.dumps(value)
+            lines.append(f"{key} = {text}")
         return "\n".join(lines) + "\n"
 
 

@@ -1,0 +1,250 @@
+"""The lab server (PostgreSQL + stock Prefect, basic auth) and a tomato host that uses it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+import xarray as xr
+
+from tests.integration.harness import Tomato, counter_payload, kill_leftovers
+from tests.integration.lab import LabWorld, cli, configure_host, lab_root, postgres_or_skip
+from tomato_cli.models.credentials import write_auth_file
+from tomato_cli.orchestration.lab_server import api_status
+from tomato_cli.rpc import Unreachable, call, free_port
+
+HOST_ADDRESS = "127.0.0.2"
+HOST_NAME = "bench-a"
+
+
+@pytest.fixture(scope="module")
+def lab_server() -> Iterator[LabWorld]:
+    """A lab server on PostgreSQL over loopback TCP, on free ports, in a folder of its own."""
+    postgres_or_skip()
+    world = LabWorld(lab_root())
+    try:
+        world.start(db="tcp")
+        yield world
+    finally:
+        world.close()
+
+
+@pytest.fixture(scope="module")
+def host(lab_server: LabWorld, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tomato]:
+    """A tomato host: its own appdir, daemon on 127.0.0.2, credentials from a file."""
+    tomato = Tomato(tmp_path_factory.mktemp("host-a"))
+    try:
+        configure_host(tomato, lab_server, HOST_ADDRESS, HOST_NAME)
+        tomato.start()
+        tomato.wait_prefect()
+        yield tomato
+    finally:
+        tomato.stop()
+
+
+def api(lab: LabWorld, path: str) -> httpx.Response:
+    return httpx.get(f"{lab.api_url}{path}", auth=tuple(lab.auth.split(":", 1)), timeout=10)
+
+
+def test_lab_server_refuses_requests_without_credentials(lab_server: LabWorld) -> None:
+    assert api_status(lab_server.api_url, None) == 401
+    assert api_status(lab_server.api_url, "tomato:wrong-password") == 401
+    assert api_status(lab_server.api_url, lab_server.auth) == 200
+    status = lab_server.ok("status")
+    assert status["prefect"]["healthy"] and status["postgres"]["running"]
+    assert status["postgres"]["db"] == "tcp" and status["postgres"]["port"] == lab_server.db_port
+    # PostgreSQL itself asks for the password over TCP
+    proc = cli("lab-server", "status", "--dir", str(lab_server.dir))
+    assert proc.returncode == 0 and "credentials: " in proc.stdout
+
+
+def test_lab_server_start_while_running_is_refused(lab_server: LabWorld) -> None:
+    proc = lab_server.lab("start")
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: the lab server in ") and "already runs" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert lab_server.ok("status")["prefect"]["healthy"]
+
+
+def test_host_runs_a_job_through_the_lab_server(
+    host: Tomato, lab_server: LabWorld, tmp_path: Path
+) -> None:
+    info = host.ok("tomato", "status")
+    assert info["host"] == {"name": HOST_NAME, "address": HOST_ADDRESS}
+    assert info["prefect"]["embedded"] is False
+    assert info["prefect"]["api_url"] == lab_server.api_url
+    pool = f"tomato-{HOST_NAME}-{host.port}"
+    assert info["prefect"]["work_pool"] == pool
+    assert api(lab_server, f"/work_pools/{pool}").status_code == 200
+
+    host.prepare("pip-counter-1", "lab-sample")
+    jobid = host.submit(counter_payload("lab-sample", duration=1.0, interval=0.1), cwd=tmp_path)
+    job = host.wait_job(jobid)
+    assert job["status"] == "c", job
+    with xr.open_datatree(job["respath"], engine="netcdf4") as tree:
+        assert tree["counter"]["uts"].size >= 9
+    run = api(lab_server, f"/flow_runs/{job['flow_run_id']}").json()
+    assert run["state"]["type"] == "COMPLETED" and run["name"] == f"job-{jobid}"
+
+
+def test_host_daemon_listens_on_its_own_address_and_runs_no_prefect_server(
+    host: Tomato,
+) -> None:
+    info = host.ok("tomato", "status")
+    daemon = psutil.Process(info["pid"])
+    listening = {
+        (c.laddr.ip, c.laddr.port)
+        for c in daemon.net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN
+    }
+    assert listening == {(HOST_ADDRESS, host.port)}
+    with pytest.raises(Unreachable):
+        call(host.port, "hello", timeout=2)  # nothing of it on 127.0.0.1
+    mine = str(host.root)
+    kinds = []
+    for proc in psutil.process_iter(["cmdline", "environ"]):
+        try:
+            text = " ".join(proc.info["cmdline"] or []) + str(proc.info.get("environ") or {})
+        except psutil.Error:
+            continue
+        if mine in text:
+            kinds.append(" ".join(proc.info["cmdline"] or []))
+    assert any("tomato_cli.daemon" in k for k in kinds), kinds
+    assert not [k for k in kinds if "prefect_server" in k or "prefect server" in k], kinds
+
+
+def test_credentials_appear_in_no_log_output_or_command_line(
+    host: Tomato, lab_server: LabWorld, tmp_path: Path
+) -> None:
+    host.prepare("pip-counter-2", "leak-check")
+    jobid = host.submit(
+        counter_payload("leak-check", duration=1.0, interval=0.1, verbosity="DEBUG"), cwd=tmp_path
+    )
+    outputs = list(lab_server.outputs)
+    for args in (
+        ("tomato", "status"),
+        ("tomato", "status", "pipelines"),
+        ("ketchup", "status"),
+        ("ketchup", "status", str(jobid)),
+    ):
+        for flag in ("-y", ""):
+            res = host.run(*args, *([flag] if flag else []))
+            assert res.code == 0, res.err
+            outputs.append(res.out + res.err)
+    outputs.append(lab_server.lab("status", "-y").stdout)
+
+    # every command line on the machine while the lab server, the daemon and a job run
+    cmdlines, seen = [], set()
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmdlines.append(" ".join(proc.info["cmdline"] or []))
+        seen.add(proc.info["pid"])
+    assert host.ok("tomato", "status")["pid"] in seen
+    assert lab_server.ok("status")["prefect"]["pid"] in seen
+    assert any("postgres" in c and str(lab_server.dir) in c for c in cmdlines)
+    assert host.wait_job(jobid)["status"] == "c"
+
+    # every file the host wrote (logs, job folders, databases) and the lab server's logs
+    private = {host.root / "app" / "lab-auth", lab_server.dir / "auth"}
+    private.add(lab_server.dir / "db-password")
+    files = [p for p in host.root.rglob("*") if p.is_file() and p not in private]
+    files += [p for p in (lab_server.dir / "log").rglob("*") if p.is_file()]
+    files += [lab_server.dir / "postgres" / "postgresql.log", lab_server.dir / "lab-server.toml"]
+    assert any(p.name.startswith("daemon_") for p in files), files
+    assert any(p.name == "prefect-server.log" for p in files), files
+    for secret in lab_server.secrets:
+        assert len(secret) >= 20
+        for text in outputs + cmdlines:
+            assert secret not in text
+        for path in files:
+            assert secret.encode() not in path.read_bytes(), path
+
+
+def test_lab_server_on_a_unix_socket_starts_and_stops() -> None:
+    postgres_or_skip()
+    world = LabWorld(lab_root())
+    try:
+        data = world.start(db="socket")
+        assert data["postgres"]["db"] == "socket"
+        assert data["postgres"]["address"] == str(world.dir / "postgres" / "sock")
+        assert api_status(world.api_url, None) == 401
+        assert api_status(world.api_url, world.auth) == 200
+        for name in ("auth", "db-password"):
+            assert os.stat(world.dir / name).st_mode & 0o777 == 0o600
+        pg = [
+            p
+            for p in psutil.process_iter(["cmdline"])
+            if str(world.dir) in " ".join(p.info["cmdline"] or [])
+        ]
+        assert pg
+        stopped = world.ok("stop")
+        assert stopped == {"prefect": True, "postgres": True}
+        _, alive = psutil.wait_procs(pg, timeout=10)
+        assert not alive
+        proc = world.lab("status")
+        assert proc.returncode == 1
+        assert "Prefect stopped, PostgreSQL stopped" in proc.stderr
+        # a second stop says so; a restart keeps the credentials and the database
+        proc = world.lab("stop")
+        assert proc.returncode == 1 and "no lab server runs in" in proc.stderr
+        auth = world.auth
+        world.ok("start")
+        assert api_status(world.api_url, auth) == 200
+    finally:
+        world.close()
+
+
+def test_lab_server_bad_folders_are_refused_in_one_line(tmp_path: Path) -> None:
+    for args in (("stop",), ("status",)):
+        proc = cli("lab-server", *args, "--dir", str(tmp_path / "none"))
+        assert proc.returncode == 1
+        assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1
+        assert "holds no lab server" in proc.stderr
+    proc = cli("lab-server", "start", "--dir", str(tmp_path / "x"), "--listen", "10.1.2.3")
+    assert proc.returncode == 1 and "--allow-remote" in proc.stderr
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root hands the cluster to `postgres`")
+def test_lab_server_in_a_folder_postgres_cannot_enter_is_refused(tmp_path: Path) -> None:
+    postgres_or_skip()
+    # pytest's tmp folders are 0700 and owned by root: the postgres user cannot enter them
+    port = str(free_port())
+    proc = cli("lab-server", "start", "--dir", str(tmp_path / "lab"), "--api-port", port)
+    assert proc.returncode == 1, proc.stdout
+    assert proc.stderr.count("\n") == 1 and "cannot reach" in proc.stderr, proc.stderr
+    kill_leftovers(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ("mode", "chmod 600"),
+        ("url", "use auth_file"),
+        ("address", "not a loopback address"),
+    ],
+)
+def test_host_with_bad_lab_settings_does_not_start(
+    fresh: Tomato, change: str, fragment: str
+) -> None:
+    world = LabWorld(fresh.root / "nolab")
+    world.dir.mkdir(parents=True)
+    write_auth_file(world.dir / "auth", "tomato:never-sent-anywhere-0123")
+    auth_file = configure_host(fresh, world, HOST_ADDRESS, HOST_NAME)
+    settings = fresh.root / "app" / "settings.toml"
+    if change == "mode":
+        auth_file.chmod(0o644)
+    elif change == "url":
+        text = settings.read_text().replace("http://", "http://tomato:never-sent-anywhere-0123@")
+        settings.write_text(text)
+    else:
+        settings.write_text(settings.read_text().replace(HOST_ADDRESS, "10.1.2.3"))
+    try:
+        msg = fresh.fails("tomato", "start")
+    finally:
+        # the fixture's `tomato stop` must not send anything off loopback
+        settings.write_text(settings.read_text().replace("10.1.2.3", HOST_ADDRESS))
+    assert fragment in msg and "never-sent-anywhere" not in msg
