@@ -4,7 +4,8 @@
 
 Scenarios (see bench/README.md): a start/stop, b one job's latency, c throughput,
 d sampling fidelity, e memory and CPU, f snapshot/NetCDF time vs stored samples,
-g 160 pipelines at once (ours only), h long job memory (ours only).
+g 160 pipelines at once (ours only), h long job memory (ours only), i a lab host using a
+lab Prefect server on PostgreSQL: start until usable and idle memory.
 The table is printed and, unless --no-docs, written into docs/benchmarks.md.
 """
 
@@ -25,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import ROOT, THEIRS_BIN, Row, kill_world, log  # noqa: E402
 
-ALL = "abcdefgh"
+ALL = "abcdefghi"
 
 
 def machine() -> str:
@@ -101,8 +102,8 @@ def write_docs(rows: list[Row], command: str, started: str, took: float, notes: 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--scenarios", default=ALL, help="comma-separated subset of a-h (default all)")
-    ap.add_argument("--repeats", type=int, default=3, help="repeats of a-d (default 3)")
+    ap.add_argument("--scenarios", default=ALL, help="comma-separated subset of a-i (default all)")
+    ap.add_argument("--repeats", type=int, default=3, help="repeats of a-d and i (default 3)")
     ap.add_argument(
         "--quick",
         action="store_true",
@@ -112,7 +113,7 @@ def main() -> int:
         "--only",
         choices=["ours", "theirs", "both"],
         default="both",
-        help="which tool(s) to run a-f against",
+        help="which tool(s) to run a-f and i against",
     )
     ap.add_argument("--channels", type=int, default=None, help="pipelines in g (default 160)")
     ap.add_argument("--no-docs", action="store_true", help="do not write docs/benchmarks.md")
@@ -135,6 +136,7 @@ def main() -> int:
     load0 = os.getloadavg()
     atexit.register(sweep_leftovers)
     import core
+    import lab
     import scale
     import storage
 
@@ -156,6 +158,9 @@ def main() -> int:
         if "h" in which:
             log("scenario h: long job memory (ours)")
             rows += scale.scenario_h(args.quick, notes)
+        if "i" in which:
+            log("scenario i: a lab host on the lab Prefect server (PostgreSQL)")
+            rows += lab.scenario_i(kinds, args.repeats, args.quick, notes)
     except KeyboardInterrupt:
         notes.append("run interrupted; partial table")
     finally:

@@ -86,10 +86,9 @@ class LabWorld:
         assert proc.returncode == 0 and doc["success"], proc.stdout + proc.stderr
         return doc["data"]
 
-    def start(self, db: str = "tcp") -> dict[str, Any]:
-        return self.ok(
-            "start", "--api-port", str(self.api_port), "--db-port", str(self.db_port), "--db", db
-        )
+    def start(self, db: str = "tcp", tls_port: int = 0) -> dict[str, Any]:
+        ports = ["--api-port", str(self.api_port), "--db-port", str(self.db_port)]
+        return self.ok("start", *ports, "--db", db, "--tls-port", str(tls_port))
 
     def close(self) -> None:
         try:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import ssl
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,8 +48,23 @@ def host(lab_server: LabWorld, tmp_path_factory: pytest.TempPathFactory) -> Iter
         tomato.stop()
 
 
-def api(lab: LabWorld, path: str) -> httpx.Response:
-    return httpx.get(f"{lab.api_url}{path}", auth=tuple(lab.auth.split(":", 1)), timeout=10)
+def api(
+    lab: LabWorld, path: str, url: str | None = None, verify: ssl.SSLContext | bool = True
+) -> httpx.Response:
+    auth = tuple(lab.auth.split(":", 1))
+    return httpx.get(f"{url or lab.api_url}{path}", auth=auth, verify=verify, timeout=10)
+
+
+def final_state(
+    lab: LabWorld, flow_run_id: str, url: str | None = None, verify: ssl.SSLContext | bool = True
+) -> str:
+    """The flow run's state type once final (the job's end reaches Prefect just after)."""
+    deadline = time.monotonic() + 30
+    while True:
+        state = api(lab, f"/flow_runs/{flow_run_id}", url, verify).json()["state"]["type"]
+        if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") or time.monotonic() > deadline:
+            return state
+        time.sleep(0.2)
 
 
 def test_lab_server_refuses_requests_without_credentials(lab_server: LabWorld) -> None:
@@ -87,8 +104,8 @@ def test_host_runs_a_job_through_the_lab_server(
     assert job["status"] == "c", job
     with xr.open_datatree(job["respath"], engine="netcdf4") as tree:
         assert tree["counter"]["uts"].size >= 9
-    run = api(lab_server, f"/flow_runs/{job['flow_run_id']}").json()
-    assert run["state"]["type"] == "COMPLETED" and run["name"] == f"job-{jobid}"
+    assert final_state(lab_server, job["flow_run_id"]) == "COMPLETED"
+    assert api(lab_server, f"/flow_runs/{job['flow_run_id']}").json()["name"] == f"job-{jobid}"
 
 
 def test_host_daemon_listens_on_its_own_address_and_runs_no_prefect_server(
@@ -163,37 +180,66 @@ def test_credentials_appear_in_no_log_output_or_command_line(
             assert secret.encode() not in path.read_bytes(), path
 
 
-def test_lab_server_on_a_unix_socket_starts_and_stops() -> None:
+def test_lab_server_on_a_unix_socket_behind_tls_serves_a_host(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL on its socket only, the API through the TLS proxy, a host on 127.0.0.3."""
     postgres_or_skip()
     world = LabWorld(lab_root())
+    host = Tomato(tmp_path_factory.mktemp("host-tls"))
     try:
-        data = world.start(db="socket")
+        tls_port = free_port()
+        data = world.start(db="socket", tls_port=tls_port)
         assert data["postgres"]["db"] == "socket"
         assert data["postgres"]["address"] == str(world.dir / "postgres" / "sock")
-        assert api_status(world.api_url, None) == 401
-        assert api_status(world.api_url, world.auth) == 200
-        for name in ("auth", "db-password"):
+        url = f"https://127.0.0.1:{tls_port}/api"
+        cert = data["tls"]["cert"]
+        assert data["api_url"] == url and data["tls"]["healthy"]
+        assert api_status(url, None, cafile=cert) == 401
+        assert api_status(url, world.auth, cafile=cert) == 200
+        with pytest.raises(httpx.ConnectError):  # the certificate is not trusted by default
+            httpx.get(f"{url}/health", timeout=5)
+        with pytest.raises(httpx.RemoteProtocolError):  # no plain HTTP on the TLS port
+            httpx.get(f"http://127.0.0.1:{tls_port}/api/health", timeout=5)
+        for name in ("auth", "db-password", "tls/key.pem"):
             assert os.stat(world.dir / name).st_mode & 0o777 == 0o600
-        pg = [
+
+        configure_host(host, world, "127.0.0.3", "bench-tls")
+        settings = host.root / "app" / "settings.toml"
+        settings.write_text(settings.read_text().replace(world.api_url, url))
+        monkeypatch.setenv("SSL_CERT_FILE", cert)
+        host.start()
+        assert host.wait_prefect()["prefect"]["api_url"] == url
+        host.prepare("pip-counter-1", "tls-sample")
+        jobid = host.submit(counter_payload("tls-sample", duration=0.5, interval=0.1))
+        job = host.wait_job(jobid)
+        assert job["status"] == "c", job
+        tls = ssl.create_default_context(cafile=cert)
+        assert final_state(world, job["flow_run_id"], url, tls) == "COMPLETED"
+        host.stop()
+
+        status = world.ok("status")
+        mine = [psutil.Process(status[part]["pid"]) for part in ("prefect", "tls")]
+        mine += [
             p
             for p in psutil.process_iter(["cmdline"])
-            if str(world.dir) in " ".join(p.info["cmdline"] or [])
+            if f"postgres -D {world.dir}" in " ".join(p.info["cmdline"] or [])
         ]
-        assert pg
-        stopped = world.ok("stop")
-        assert stopped == {"prefect": True, "postgres": True}
-        _, alive = psutil.wait_procs(pg, timeout=10)
+        assert len(mine) == 3, mine
+        assert world.ok("stop") == {"tls_proxy": True, "prefect": True, "postgres": True}
+        _, alive = psutil.wait_procs(mine, timeout=10)
         assert not alive
         proc = world.lab("status")
         assert proc.returncode == 1
         assert "Prefect stopped, PostgreSQL stopped" in proc.stderr
-        # a second stop says so; a restart keeps the credentials and the database
+        # a second stop says so; a restart keeps the credentials, certificate and database
         proc = world.lab("stop")
         assert proc.returncode == 1 and "no lab server runs in" in proc.stderr
         auth = world.auth
-        world.ok("start")
-        assert api_status(world.api_url, auth) == 200
+        assert world.ok("start")["tls"]["cert"] == cert
+        assert api_status(url, auth, cafile=cert) == 200
     finally:
+        host.stop()
         world.close()
 
 

@@ -231,6 +231,12 @@ def _lab_text(data: dict[str, Any]) -> str:
         f"{pg['address']}, port {pg['port']})",
         f"credentials: {data['auth_file']}",
     ]
+    tls = data.get("tls")
+    if tls:
+        lines.insert(
+            1,
+            f"TLS proxy:   {'running' if tls['running'] else 'stopped'}, certificate {tls['cert']}",
+        )
     if prefect["healthy"]:
         lines += [
             "",
@@ -239,6 +245,8 @@ def _lab_text(data: dict[str, Any]) -> str:
             f'url = "{data["api_url"]}"',
             f'auth_file = "{data["auth_file"]}"   # a copy only its owner can read (chmod 600)',
         ]
+        if tls:
+            lines += ["", f"and trusts the certificate: SSL_CERT_FILE={tls['cert']} tomato start"]
     return "\n".join(lines)
 
 
@@ -261,6 +269,12 @@ def lab_start(
     allow_remote: bool | None = typer.Option(
         None, "--allow-remote/--loopback-only", help="Allow a --listen address off loopback."
     ),
+    tls_port: int | None = typer.Option(
+        None,
+        "--tls-port",
+        help="Serve the API over TLS on this port (a self-signed certificate unless DIR/tls "
+        "has one; Prefect then listens on 127.0.0.1 only); 0 turns TLS off (kept).",
+    ),
 ):
     """Start the lab server (set up on first use); returns once Prefect is healthy."""
     from tomato_cli.orchestration.lab_server import LabServer, LabServerError
@@ -268,7 +282,12 @@ def lab_start(
     opts: Common = ctx.obj
     try:
         data = LabServer(folder).start(
-            listen=listen, api_port=api_port, db=db, db_port=db_port, allow_remote=allow_remote
+            listen=listen,
+            api_port=api_port,
+            db=db,
+            db_port=db_port,
+            allow_remote=allow_remote,
+            tls_port=tls_port,
         )
     except LabServerError as exc:
         fail(opts, str(exc))

@@ -8,7 +8,9 @@ Everything lives in one folder of the user's choosing (see docs/scale-out.md)::
     DIR/postgres/           the cluster (data/, sock/, postgresql.log); owned by ``postgres``
                             when run as root
     DIR/prefect/            PREFECT_HOME of the server, and its pid file
-    DIR/log/                prefect-server.log
+    DIR/tls/                cert.pem, key.pem (self-signed unless you put yours there) and
+                            the TLS proxy's pid file, with --tls-port
+    DIR/log/                prefect-server.log, tls-proxy.log
 
 Secrets reach the processes only through files and environments, never command lines
 (which ``ps`` shows to every user) or logs. The superuser of the cluster has no password:
@@ -25,6 +27,7 @@ import re
 import secrets
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -64,6 +67,12 @@ class LabConfig:
     db: str = "socket"  # "socket": PostgreSQL on its unix socket only; "tcp": on 127.0.0.1
     db_port: int = 5433  # the TCP port, or the number in the socket's name
     allow_remote: bool = False  # listen on an address other than loopback
+    tls_port: int = 0  # >0: a TLS proxy on listen:tls_port; Prefect itself on 127.0.0.1
+
+    @property
+    def prefect_host(self) -> str:
+        """Where the Prefect server itself listens: behind the TLS proxy, on loopback only."""
+        return "127.0.0.1" if self.tls_port else self.listen
 
     def check(self) -> None:
         for item in fields(self):
@@ -83,10 +92,12 @@ class LabConfig:
             )
         if self.db not in DB_MODES:
             raise LabServerError(f"db must be one of {', '.join(DB_MODES)}, got {self.db!r}")
-        for name in ("api_port", "db_port"):
+        for name in ("api_port", "db_port", "tls_port"):
             port = getattr(self, name)
-            if not 0 < port < 65536:
+            if not 0 < port < 65536 and not (name == "tls_port" and port == 0):
                 raise LabServerError(f"{name} must be between 1 and 65535, got {port}")
+        if self.tls_port == self.api_port and ipaddress.ip_address(self.listen).is_loopback:
+            raise LabServerError("tls_port and api_port must differ on a loopback address")
 
     def dump(self) -> str:
         lines = ["# tomato lab server (see docs/scale-out.md); no secrets in here"]
@@ -112,6 +123,11 @@ class LabServer:
         self.auth_file = self.dir / AUTH_FILE
         self.db_password_file = self.dir / DB_PASSWORD_FILE
         self.config_file = self.dir / CONFIG_FILE
+        self.tls_dir = self.dir / "tls"
+        self.cert_file = self.tls_dir / "cert.pem"
+        self.key_file = self.tls_dir / "key.pem"
+        self.proxy_pid_file = self.tls_dir / "proxy.pid"
+        self.proxy_log = self.log_dir / "tls-proxy.log"
 
     # configuration
     def load_config(self) -> LabConfig | None:
@@ -135,15 +151,22 @@ class LabServer:
         return config
 
     def api_url(self, config: LabConfig) -> str:
-        host = f"[{config.listen}]" if ":" in config.listen else config.listen
-        return f"http://{host}:{config.api_port}/api"
+        """The API as hosts and browsers reach it (through the TLS proxy, if any)."""
+        if config.tls_port:
+            return f"https://{_url_host(config.listen)}:{config.tls_port}/api"
+        return self.internal_url(config)
+
+    def internal_url(self, config: LabConfig) -> str:
+        """The Prefect server itself."""
+        return f"http://{_url_host(config.prefect_host)}:{config.api_port}/api"
 
     # start, stop, status
     def start(self, **changes: Any) -> dict[str, Any]:
         """Set up on first use, then start PostgreSQL and Prefect; returns :meth:`status`.
 
-        ``changes`` (``listen``, ``api_port``, ``db``, ``db_port``, ``allow_remote``) are
-        kept for later starts. Starts only what is not running.
+        ``changes`` (the fields of :class:`LabConfig`; None: as before) are kept for later
+        starts. PostgreSQL is started only if it does not run; a running Prefect server is
+        refused.
         """
         config = self.load_config() or LabConfig()
         for key, value in changes.items():
@@ -155,6 +178,8 @@ class LabServer:
             raise LabServerError(f"the lab server in {self.dir} already runs (pid {pid})")
         bindir = postgres_bindir()
         self.dir.mkdir(parents=True, exist_ok=True)
+        if config.tls_port and not (self.cert_file.exists() and self.key_file.exists()):
+            self._make_certificate(config)
         self.config_file.write_text(config.dump(), encoding="utf-8")
         self._ensure_secrets()
         auth = read_auth_file(self.auth_file)
@@ -163,12 +188,19 @@ class LabServer:
             self._start_postgres(bindir, config)
         self._ensure_database(bindir, config)
         self._start_prefect(config, auth)
+        if config.tls_port:
+            self._start_proxy(config)
         return self.status()
 
     def stop(self) -> dict[str, Any]:
-        """Stop Prefect, then PostgreSQL; returns what was running."""
+        """Stop the TLS proxy, Prefect, then PostgreSQL; returns what was running."""
         self.config()
-        stopped = {"prefect": False, "postgres": False}
+        stopped = {"tls_proxy": False, "prefect": False, "postgres": False}
+        pid = _our_pid(self.proxy_pid_file, "tls_proxy")
+        if pid is not None:
+            _stop_group(pid, STOP_TIMEOUT_S)
+            stopped["tls_proxy"] = True
+        self.proxy_pid_file.unlink(missing_ok=True)
         pid = self._server_pid()
         if pid is not None:
             _stop_group(pid, STOP_TIMEOUT_S)
@@ -183,21 +215,23 @@ class LabServer:
     def status(self) -> dict[str, Any]:
         """Where the lab server is and what of it runs; never the credentials."""
         config = self.config()
-        target_url = self.api_url(config)
+        public_url = self.api_url(config)
         pid = self._server_pid()
         try:
             pg_running = self._postgres_running(postgres_bindir())
         except LabServerError:
             pg_running = False
-        return {
+        healthy = pid is not None and api_healthy(self.internal_url(config))
+        data: dict[str, Any] = {
             "dir": str(self.dir),
-            "api_url": target_url,
-            "ui_url": target_url.removesuffix("/api"),
+            "api_url": public_url,
+            "ui_url": public_url.removesuffix("/api"),
             "auth_file": str(self.auth_file),
             "prefect": {
                 "pid": pid,
                 "running": pid is not None,
-                "healthy": pid is not None and api_healthy(target_url),
+                "healthy": healthy,
+                "address": f"{config.prefect_host}:{config.api_port}",
                 "log": str(self.server_log),
             },
             "postgres": {
@@ -208,6 +242,17 @@ class LabServer:
                 "log": str(self.pg_log),
             },
         }
+        if config.tls_port:
+            proxy = _our_pid(self.proxy_pid_file, "tls_proxy")
+            data["tls"] = {
+                "pid": proxy,
+                "running": proxy is not None,
+                "healthy": proxy is not None and api_healthy(public_url, str(self.cert_file)),
+                "cert": str(self.cert_file),
+                "log": str(self.proxy_log),
+            }
+            data["prefect"]["healthy"] = healthy and data["tls"]["healthy"]
+        return data
 
     # secrets
     def _ensure_secrets(self) -> None:
@@ -341,32 +386,26 @@ SELECT format('CREATE DATABASE {DB_NAME} OWNER {DB_ROLE}')
     # Prefect
     def _server_pid(self) -> int | None:
         """The pid of our running Prefect server, if any."""
-        try:
-            pid = int(self.pid_file.read_text())
-        except (OSError, ValueError):
-            return None
-        try:
-            import psutil
-
-            cmdline = " ".join(psutil.Process(pid).cmdline())
-        except Exception:  # noqa: BLE001 - gone, or not ours to see
-            return None
-        return pid if "prefect" in cmdline and "server" in cmdline else None
+        return _our_pid(self.pid_file, "prefect server")
 
     def server_env(self, config: LabConfig, auth: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+        """The server's environment: the caller's (other PREFECT_* settings pass), and ours."""
+        env = dict(os.environ)
         env.update(
             {
                 "PREFECT_HOME": str(self.prefect_home),
                 "PREFECT_API_DATABASE_CONNECTION_URL": self.database_url(config),
                 "PREFECT_SERVER_API_AUTH_STRING": auth,
                 # the server's own client calls (some services use the API)
-                "PREFECT_API_URL": self.api_url(config),
+                "PREFECT_API_URL": self.internal_url(config),
                 "PREFECT_API_AUTH_STRING": auth,
                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                 "PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY": "false",
             }
         )
+        if config.tls_port:
+            # the UI in a browser calls the API where it is reached: through the proxy
+            env.setdefault("PREFECT_UI_API_URL", self.api_url(config))
         return env
 
     def _start_prefect(self, config: LabConfig, auth: str) -> None:
@@ -379,7 +418,7 @@ SELECT format('CREATE DATABASE {DB_NAME} OWNER {DB_ROLE}')
             "server",
             "start",
             "--host",
-            config.listen,
+            config.prefect_host,
             "--port",
             str(config.api_port),
         ]
@@ -395,7 +434,7 @@ SELECT format('CREATE DATABASE {DB_NAME} OWNER {DB_ROLE}')
             )
         self.pid_file.write_text(str(proc.pid))
         deadline = time.monotonic() + HEALTHY_TIMEOUT_S
-        url = self.api_url(config)
+        url = self.internal_url(config)
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 self.pid_file.unlink(missing_ok=True)
@@ -412,6 +451,65 @@ SELECT format('CREATE DATABASE {DB_NAME} OWNER {DB_ROLE}')
             f"the Prefect server did not become healthy within {HEALTHY_TIMEOUT_S:.0f} s "
             f"(see {self.server_log})"
         )
+
+    # TLS
+    def _make_certificate(self, config: LabConfig) -> None:
+        """A self-signed certificate for the listen address (hosts trust it as their CA)."""
+        openssl = shutil.which("openssl")
+        if openssl is None:
+            raise LabServerError(
+                f"openssl not found: install it, or put your own cert.pem and key.pem in "
+                f"{self.tls_dir}"
+            )
+        self.tls_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        san = f"IP:{config.listen}"
+        proc = subprocess.run(
+            [
+                openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "825",
+                "-subj", "/CN=tomato lab server", "-addext",
+                f"subjectAltName={san},DNS:localhost",
+                "-keyout", str(self.key_file), "-out", str(self.cert_file),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            raise LabServerError(f"openssl failed: {_last_line_of(proc.stderr)}")
+        self.key_file.chmod(0o600)
+
+    def _start_proxy(self, config: LabConfig) -> None:
+        cmd = [
+            sys.executable,
+            "-m",
+            "tomato_cli.orchestration.tls_proxy",
+            "--listen",
+            f"{_url_host(config.listen)}:{config.tls_port}",
+            "--to",
+            f"{config.prefect_host}:{config.api_port}",
+            "--cert",
+            str(self.cert_file),
+            "--key",
+            str(self.key_file),
+        ]
+        with open(self.proxy_log, "ab") as log:
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.proxy_pid_file.write_text(str(proc.pid))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                self.proxy_pid_file.unlink(missing_ok=True)
+                raise LabServerError(f"the TLS proxy exited at start: {_last_line(self.proxy_log)}")
+            if api_healthy(self.api_url(config), str(self.cert_file)):
+                return
+            time.sleep(0.1)
+        raise LabServerError(f"the TLS proxy does not answer (see {self.proxy_log})")
 
 
 def postgres_bindir() -> Path:
@@ -430,23 +528,29 @@ def postgres_bindir() -> Path:
     )
 
 
-def api_healthy(api_url: str, timeout: float = 2.0) -> bool:
-    """True if ``/health`` answers 200 (it needs no credentials)."""
+def api_healthy(api_url: str, cafile: str | None = None, timeout: float = 2.0) -> bool:
+    """True if ``/health`` answers 200 (it needs no credentials); ``cafile``: CA to trust."""
+    context = ssl.create_default_context(cafile=cafile) if cafile else None
     try:
-        with urllib.request.urlopen(f"{api_url}/health", timeout=timeout) as response:
+        with urllib.request.urlopen(
+            f"{api_url}/health", timeout=timeout, context=context
+        ) as response:
             return response.status == 200
     except OSError:
         return False
 
 
-def api_status(api_url: str, auth: str | None, timeout: float = 5.0) -> int:
+def api_status(
+    api_url: str, auth: str | None, cafile: str | None = None, timeout: float = 5.0
+) -> int:
     """The HTTP status of an authenticated API call (``/admin/version``), with ``auth`` or none."""
     request = urllib.request.Request(f"{api_url}/admin/version")
     if auth is not None:
         token = base64.b64encode(auth.encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
+    context = ssl.create_default_context(cafile=cafile) if cafile else None
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
             return response.status
     except urllib.error.HTTPError as exc:
         return exc.code
@@ -499,6 +603,30 @@ def _stop_group(pid: int, timeout: float) -> None:
         except psutil.Error:
             pass
     psutil.wait_procs(alive, timeout=5)
+
+
+def _our_pid(pid_file: Path, marker: str) -> int | None:
+    """The pid in ``pid_file`` if that process runs and its command line has ``marker``."""
+    try:
+        pid = int(pid_file.read_text())
+    except (OSError, ValueError):
+        return None
+    try:
+        import psutil
+
+        cmdline = " ".join(psutil.Process(pid).cmdline())
+    except Exception:  # noqa: BLE001 - gone, or not ours to see
+        return None
+    return pid if marker in cmdline else None
+
+
+def _url_host(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
+
+
+def _last_line_of(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1] if lines else "no output"
 
 
 def _last_line(path: Path) -> str:
