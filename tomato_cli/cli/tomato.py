@@ -181,7 +181,9 @@ def _status_text(what: str, data: Any) -> str:
     if what == "components":
         return table(data, ["name", "role", "device", "capabilities"])
     prefect = data["prefect"]
+    host = data.get("host") or {}
     lines = [
+        f"host:       {host.get('name', '-')} ({host.get('address', '127.0.0.1')})",
         f"port:       {data['port']} (pid {data['pid']})",
         f"settings:   {data['settings']}",
         f"Prefect UI: {prefect['ui_url']} ({'healthy' if prefect['healthy'] else 'starting'})",
