@@ -105,6 +105,10 @@ def test_host_runs_a_job_through_the_lab_server(
     with xr.open_datatree(job["respath"], engine="netcdf4") as tree:
         assert tree["counter"]["uts"].size >= 9
     assert final_state(lab_server, job["flow_run_id"]) == "COMPLETED"
+    # the job reported to its daemon at 127.0.0.2, not only through its folder
+    logs = [p for p in Path(job["jobpath"]).rglob("*.log")] + list((host.root / "log").glob("*"))
+    assert logs
+    assert not [p for p in logs if b"daemon unreachable" in p.read_bytes()]
     assert api(lab_server, f"/flow_runs/{job['flow_run_id']}").json()["name"] == f"job-{jobid}"
 
 
@@ -121,6 +125,9 @@ def test_host_daemon_listens_on_its_own_address_and_runs_no_prefect_server(
     assert listening == {(HOST_ADDRESS, host.port)}
     with pytest.raises(Unreachable):
         call(host.port, "hello", timeout=2)  # nothing of it on 127.0.0.1
+    assert host.ok("tomato", "status", "--host", HOST_ADDRESS)["pid"] == info["pid"]
+    msg = host.fails("ketchup", "status", "--host", "127.0.0.1")
+    assert msg.startswith(f"error: no tomato daemon answers on port {host.port};")
     mine = str(host.root)
     kinds = []
     for proc in psutil.process_iter(["cmdline", "environ"]):
@@ -263,6 +270,12 @@ def test_lab_server_in_a_folder_postgres_cannot_enter_is_refused(tmp_path: Path)
     assert proc.returncode == 1, proc.stdout
     assert proc.stderr.count("\n") == 1 and "cannot reach" in proc.stderr, proc.stderr
     kill_leftovers(tmp_path)
+
+
+def test_start_with_another_host_than_the_settings_is_refused(fresh: Tomato) -> None:
+    fresh.init()
+    msg = fresh.fails("tomato", "start", "--host", "127.0.0.9")
+    assert "--host 127.0.0.9 differs from [daemon] host = '127.0.0.1'" in msg
 
 
 @pytest.mark.parametrize(
