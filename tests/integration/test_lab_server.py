@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import ssl
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ import xarray as xr
 from tests.integration.harness import Tomato, counter_payload, kill_leftovers
 from tests.integration.lab import LabWorld, cli, configure_host, lab_root, postgres_or_skip
 from tomato_cli.models.credentials import write_auth_file
-from tomato_cli.orchestration.lab_server import api_status
+from tomato_cli.orchestration.lab_server import api_status, postgres_bindir
 from tomato_cli.rpc import Unreachable, call, free_port
 
 HOST_ADDRESS = "127.0.0.2"
@@ -74,9 +75,26 @@ def test_lab_server_refuses_requests_without_credentials(lab_server: LabWorld) -
     status = lab_server.ok("status")
     assert status["prefect"]["healthy"] and status["postgres"]["running"]
     assert status["postgres"]["db"] == "tcp" and status["postgres"]["port"] == lab_server.db_port
-    # PostgreSQL itself asks for the password over TCP
     proc = cli("lab-server", "status", "--dir", str(lab_server.dir))
     assert proc.returncode == 0 and "credentials: " in proc.stdout
+
+
+def test_postgres_over_tcp_asks_for_the_password(lab_server: LabWorld) -> None:
+    db_password = lab_server.secrets[2]
+
+    def psql(user: str, password: str | None) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        if password is not None:
+            env["PGPASSWORD"] = password
+        cmd = [str(postgres_bindir() / "psql"), "-w", "-h", "127.0.0.1"]
+        cmd += ["-p", str(lab_server.db_port), "-U", user, "-d", "prefect", "-c", "select 1"]
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=30)
+
+    assert psql("prefect", db_password).returncode == 0
+    for user, password in (("prefect", None), ("prefect", "wrong"), ("postgres", None)):
+        proc = psql(user, password)
+        assert proc.returncode != 0, (user, password)
+        assert "password" in proc.stderr, proc.stderr
 
 
 def test_lab_server_start_while_running_is_refused(lab_server: LabWorld) -> None:
