@@ -48,6 +48,7 @@ def granted_context(flow_run_id: str) -> JobContext:
         reply = call(
             context.daemon_port,
             "job_grant",
+            host=context.daemon_host,
             jobid=context.jobid,
             flow_run_id=flow_run_id,
             grant=context.grant,
@@ -81,6 +82,7 @@ class JobRun:
         self.job = self.context.job
         self.jobdir = Path(self.job.jobpath)
         self.daemon_port = self.context.daemon_port
+        self.daemon_host = self.context.daemon_host
         self.store = JobStore(self.jobdir)
         for task in self.job.payload.method:
             if task.task_name:
@@ -101,7 +103,9 @@ class JobRun:
         if refresh or comp.driver not in self._drivers:
             port = self.context.components[role].driver_port
             if refresh or port is None:
-                reply = call(self.daemon_port, "driver_port", driver=comp.driver)
+                reply = call(
+                    self.daemon_port, "driver_port", host=self.daemon_host, driver=comp.driver
+                )
                 if not reply.success:
                     raise RuntimeError(reply.msg)
                 port = reply.data
@@ -128,7 +132,14 @@ class JobRun:
             self.job = self.job.model_copy(update=started)
         for _ in range(3):
             try:
-                call(self.daemon_port, "job_update", jobid=self.job.id, status=status, error=error)
+                call(
+                    self.daemon_port,
+                    "job_update",
+                    host=self.daemon_host,
+                    jobid=self.job.id,
+                    status=status,
+                    error=error,
+                )
                 return
             except Unreachable:
                 time.sleep(1.0)

@@ -14,7 +14,6 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows.context import JobRun
 from tomato_cli.plots import plot_markdown, plot_url
-from tomato_cli.rpc import LOOPBACK
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +23,7 @@ def plot_artifact_key(jobid: int) -> str:
 
 
 def _create(run: JobRun) -> None:
-    url = plot_url(LOOPBACK, run.daemon_port, run.job.id, run.context.flow_run_id)
+    url = plot_url(run.daemon_host, run.daemon_port, run.job.id, run.context.flow_run_id)
     try:
         create_markdown_artifact(
             markdown=plot_markdown(url, run.job.id),

@@ -102,6 +102,7 @@ def main() -> int:
             continue
         context = JobContext.model_validate_json(line)
         os.environ["TOMATO_DAEMON_PORT"] = str(context.daemon_port)
+        os.environ["TOMATO_DAEMON_HOST"] = context.daemon_host
         # a new thread starts with an empty context: CURRENT_JOB is set inside run_job
         thread = threading.Thread(target=run_job, args=(context,), name=f"job-{context.jobid}")
         thread.start()

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import platformdirs
 
+SETTINGS_FILE = "settings.toml"  # in the appdir
+
 
 def default_dirs() -> tuple[Path, Path, Path]:
     """(appdir, datadir, logdir)."""

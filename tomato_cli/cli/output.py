@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,8 @@ from typing import Any, NoReturn
 import typer
 import yaml
 
-from tomato_cli.rpc import Reply, Unreachable, call
+from tomato_cli.paths import SETTINGS_FILE
+from tomato_cli.rpc import LOOPBACK, Reply, Unreachable, call
 
 # libyaml's emitter where PyYAML has it: twice as fast for a long job list
 _EMITTER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
@@ -38,6 +40,7 @@ class Common:
     """Options every command takes."""
 
     port: int
+    host: str
     appdir: Path
     datadir: Path
     logdir: Path
@@ -47,12 +50,33 @@ class Common:
 
     @property
     def settings_path(self) -> Path:
-        from tomato_cli.models.settings import SETTINGS_FILE
-
         return self.appdir / SETTINGS_FILE
+
+    @property
+    def where(self) -> str:
+        """How messages name the daemon: its port, and its address unless the default."""
+        return f"port {self.port}" if self.host == LOOPBACK else f"{self.host}:{self.port}"
+
+
+def settings_host(settings_path: Path) -> str:
+    """The ``[daemon] host`` of a settings file, read cheaply; 127.0.0.1 if it has none.
+
+    A broken settings file is reported by the commands that load it, not here.
+    """
+    try:
+        host = tomllib.loads(settings_path.read_text(encoding="utf-8"))["daemon"]["host"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return LOOPBACK
+    return host if isinstance(host, str) else LOOPBACK
 
 
 PORT = typer.Option(DEFAULT_PORT, "--port", "-p", help="Port of the tomato daemon.")
+HOST = typer.Option(
+    None,
+    "--host",
+    help="Address of the tomato daemon (default: [daemon] host of the settings file, "
+    "else 127.0.0.1).",
+)
 APPDIR = typer.Option(None, "--appdir", "-A", help="Folder of the settings file.")
 DATADIR = typer.Option(None, "--datadir", "-D", help="Folder for the daemon's data.")
 LOGDIR = typer.Option(None, "--logdir", "-L", help="Folder for log files.")
@@ -95,6 +119,7 @@ def make_app(help: str) -> typer.Typer:  # noqa: A002 - typer's own word
     def common(
         ctx: typer.Context,
         port: int = PORT,
+        host: str | None = HOST,
         appdir: Path | None = APPDIR,
         datadir: Path | None = DATADIR,
         logdir: Path | None = LOGDIR,
@@ -108,9 +133,11 @@ def make_app(help: str) -> typer.Typer:  # noqa: A002 - typer's own word
         from tomato_cli.paths import default_dirs
 
         d_app, d_data, d_log = default_dirs()
+        appdir = (appdir or d_app).expanduser().resolve()
         ctx.obj = Common(
             port=port,
-            appdir=(appdir or d_app).expanduser().resolve(),
+            host=host or settings_host(appdir / SETTINGS_FILE),
+            appdir=appdir,
             datadir=(datadir or d_data).expanduser().resolve(),
             logdir=(logdir or d_log).expanduser().resolve(),
             verbosity=_level(verbosity, verbose, quiet),
@@ -145,9 +172,9 @@ def ask(opts: Common, cmd: str, timeout: float = 30.0, **args: Any) -> Reply:
     if opts.timeout_ms is not None:
         timeout = max(opts.timeout_ms, 1) / 1000.0
     try:
-        return call(opts.port, cmd, timeout=timeout, **args)
+        return call(opts.port, cmd, timeout=timeout, host=opts.host, **args)
     except Unreachable:
-        fail(opts, f"no tomato daemon answers on port {opts.port}; start it with `tomato start`")
+        fail(opts, f"no tomato daemon answers on {opts.where}; start it with `tomato start`")
 
 
 def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
@@ -166,6 +193,7 @@ _COUNTED = re.compile(r"^-(v+|q+)$")  # -v, -vv, -q, ...
 _VALUED = {
     "--port",
     "-p",
+    "--host",
     "--appdir",
     "-A",
     "--datadir",

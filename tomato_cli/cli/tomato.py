@@ -27,6 +27,13 @@ app = make_app("Manage the tomato daemon and its pipelines.")
 pipeline_app = typer.Typer(help="Load, eject and ready pipelines.", no_args_is_help=True)
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(driver_app, name="driver")
+lab_app = typer.Typer(
+    help="A lab-wide Prefect server on PostgreSQL for several tomato hosts "
+    "(see docs/scale-out.md).",
+    no_args_is_help=True,
+)
+app.add_typer(lab_app, name="lab-server")
+LAB_DIR = typer.Option(..., "--dir", help="Folder of the lab server (made on first start).")
 
 START_TIMEOUT_S = 30.0
 
@@ -98,18 +105,29 @@ def init(
 def start(ctx: typer.Context):
     """Start the daemon in the background; returns once it answers."""
     from tomato_cli.models import ConfigError, load_settings
+    from tomato_cli.models.credentials import read_auth_string
 
     opts: Common = ctx.obj
-    try:
-        reply = call(opts.port, "hello", timeout=2)
-        fail(opts, f"a tomato daemon already runs on port {opts.port} (pid {reply.data['pid']})")
-    except Unreachable:
-        pass
     try:
         settings = load_settings(opts.settings_path)
     except ConfigError as exc:
         fail(opts, f"{exc} (run `tomato init` to create default settings)")
     warn_unused(settings, opts.settings_path)
+    try:
+        read_auth_string(settings.prefect)  # unusable credentials are refused here, at once
+    except ConfigError as exc:
+        fail(opts, str(exc))
+    if opts.host != settings.daemon.host:
+        fail(
+            opts,
+            f"--host {opts.host} differs from [daemon] host = {settings.daemon.host!r} in "
+            f"{opts.settings_path}; the daemon listens where its settings say",
+        )
+    try:
+        reply = call(opts.port, "hello", timeout=2, host=opts.host)
+        fail(opts, f"a tomato daemon already runs on {opts.where} (pid {reply.data['pid']})")
+    except Unreachable:
+        pass
     logdir = Path(settings.logdir)
     logdir.mkdir(parents=True, exist_ok=True)
     errlog = logdir / f"daemon_{opts.port}.err"
@@ -139,20 +157,20 @@ def start(ctx: typer.Context):
         )
     deadline = time.monotonic() + START_TIMEOUT_S
     info = None
-    with working(opts, f"starting the tomato daemon on port {opts.port}") as progress:
+    with working(opts, f"starting the tomato daemon on {opts.where}") as progress:
         while info is None and time.monotonic() < deadline:
             progress()
             if proc.poll() is not None:
                 why = errlog.read_text().strip().splitlines()
                 fail(opts, f"the daemon exited at start: {why[-1] if why else proc.returncode}")
             try:
-                reply = call(opts.port, "hello", timeout=1)
+                reply = call(opts.port, "hello", timeout=1, host=opts.host)
                 info = reply.data if reply.success else None
             except Unreachable:
                 time.sleep(0.05)
     if info is None:
         fail(opts, f"the daemon did not answer within {START_TIMEOUT_S:.0f} s; see {errlog}")
-    msg = f"tomato daemon started on port {opts.port}; Prefect UI at {info['prefect']['ui_url']}"
+    msg = f"tomato daemon started on {opts.where}; Prefect UI at {info['prefect']['ui_url']}"
     emit(opts, Reply(True, msg, info))
 
 
@@ -174,8 +192,8 @@ def stop(
     reply = ask(opts, "stop", mode=mode)
     if reply.success:
         if not _stopped(opts, cancelling=mode == "cancel"):
-            fail(opts, f"the daemon on port {opts.port} did not stop within 180 s")
-        reply = Reply(True, f"tomato daemon on port {opts.port} stopped", reply.data)
+            fail(opts, f"the daemon on {opts.where} did not stop within 180 s")
+        reply = Reply(True, f"tomato daemon on {opts.where} stopped", reply.data)
     emit(opts, reply)
 
 
@@ -186,7 +204,7 @@ def _stopped(opts: Common, cancelling: bool, timeout: float = 180.0) -> bool:
     with working(opts, f"stopping the tomato daemon on port {opts.port}") as progress:
         while time.monotonic() < deadline:
             try:
-                call(opts.port, "hello", timeout=1)
+                call(opts.port, "hello", timeout=1, host=opts.host)
             except Unreachable:
                 return True
             if cancelling and time.monotonic() - last_count >= 1.0:
@@ -200,7 +218,7 @@ def _stopped(opts: Common, cancelling: bool, timeout: float = 180.0) -> bool:
 
 def _stop_text(opts: Common) -> str:
     try:
-        running = call(opts.port, "status", timeout=2).data["jobs"]["running"]
+        running = call(opts.port, "status", timeout=2, host=opts.host).data["jobs"]["running"]
     except (Unreachable, TypeError, KeyError):
         running = []
     if running:
@@ -308,7 +326,9 @@ def _status_text(what: str, data: Any) -> str:
     if what == "components":
         return table(data, ["name", "role", "device", "capabilities"])
     prefect = data["prefect"]
+    host = data.get("host") or {}
     lines = [
+        f"host:       {host.get('name', '-')} ({host.get('address', '127.0.0.1')})",
         f"port:       {data['port']} (pid {data['pid']})",
         f"settings:   {data['settings']}",
         f"Prefect UI: {prefect['ui_url']} ({'healthy' if prefect['healthy'] else 'starting'})",
@@ -368,6 +388,117 @@ def pipeline_ready(ctx: typer.Context, pipeline: str):
     """Mark a pipeline ready."""
     reply = ask(ctx.obj, "pipeline_ready", pipeline=pipeline)
     emit(ctx.obj, _pipeline_reply(ctx.obj, reply, pipeline))
+
+
+def _lab_text(data: dict[str, Any]) -> str:
+    prefect, pg = data["prefect"], data["postgres"]
+    state = "healthy" if prefect["healthy"] else "running" if prefect["running"] else "stopped"
+    lines = [
+        f"Prefect API: {data['api_url']} ({state}, pid {prefect['pid'] or '-'})",
+        f"Prefect UI:  {data['ui_url']}",
+        f"PostgreSQL:  {'running' if pg['running'] else 'stopped'} ({pg['db']} "
+        f"{pg['address']}, port {pg['port']})",
+        f"credentials: {data['auth_file']}",
+    ]
+    tls = data.get("tls")
+    if tls:
+        lines.insert(
+            1,
+            f"TLS proxy:   {'running' if tls['running'] else 'stopped'}, certificate {tls['cert']}",
+        )
+    if prefect["healthy"]:
+        lines += [
+            "",
+            "a tomato host uses it with, in its settings.toml:",
+            "[prefect]",
+            f'url = "{data["api_url"]}"',
+            f'auth_file = "{data["auth_file"]}"   # a copy only its owner can read (chmod 600)',
+        ]
+        if tls:
+            lines += ["", f"and trusts the certificate: SSL_CERT_FILE={tls['cert']} tomato start"]
+    return "\n".join(lines)
+
+
+@lab_app.command("start")
+def lab_start(
+    ctx: typer.Context,
+    folder: Path = LAB_DIR,
+    listen: str | None = typer.Option(
+        None, "--listen", help="Address of the Prefect API (default 127.0.0.1; kept)."
+    ),
+    api_port: int | None = typer.Option(
+        None, "--api-port", help="Port of the Prefect API (default 4200; kept)."
+    ),
+    db: str | None = typer.Option(
+        None, "--db", help="How Prefect reaches PostgreSQL: socket or tcp (default socket; kept)."
+    ),
+    db_port: int | None = typer.Option(
+        None, "--db-port", help="PostgreSQL's port (default 5433; kept)."
+    ),
+    allow_remote: bool | None = typer.Option(
+        None, "--allow-remote/--loopback-only", help="Allow a --listen address off loopback."
+    ),
+    tls_port: int | None = typer.Option(
+        None,
+        "--tls-port",
+        help="Serve the API over TLS on this port (a self-signed certificate unless DIR/tls "
+        "has one; Prefect then listens on 127.0.0.1 only); 0 turns TLS off (kept).",
+    ),
+):
+    """Start the lab server (set up on first use); returns once Prefect is healthy."""
+    from tomato_cli.orchestration.lab_server import LabServer, LabServerError
+
+    opts: Common = ctx.obj
+    try:
+        data = LabServer(folder).start(
+            listen=listen,
+            api_port=api_port,
+            db=db,
+            db_port=db_port,
+            allow_remote=allow_remote,
+            tls_port=tls_port,
+        )
+    except LabServerError as exc:
+        fail(opts, str(exc))
+    reply = Reply(True, f"lab server started: Prefect API at {data['api_url']}", data)
+    emit(opts, reply, _lab_text)
+
+
+@lab_app.command("stop")
+def lab_stop(ctx: typer.Context, folder: Path = LAB_DIR):
+    """Stop the lab server's Prefect server, then its PostgreSQL."""
+    from tomato_cli.orchestration.lab_server import LabServer, LabServerError
+
+    opts: Common = ctx.obj
+    try:
+        stopped = LabServer(folder).stop()
+    except LabServerError as exc:
+        fail(opts, str(exc))
+    if not any(stopped.values()):
+        fail(opts, f"no lab server runs in {Path(folder).absolute()}")
+    emit(opts, Reply(True, f"lab server in {Path(folder).absolute()} stopped", stopped))
+
+
+@lab_app.command("status")
+def lab_status(ctx: typer.Context, folder: Path = LAB_DIR):
+    """Where the lab server is and whether it runs (exit code 1 unless all of it runs)."""
+    from tomato_cli.orchestration.lab_server import LabServer, LabServerError
+
+    opts: Common = ctx.obj
+    try:
+        data = LabServer(folder).status()
+    except LabServerError as exc:
+        fail(opts, str(exc))
+    prefect, pg = data["prefect"], data["postgres"]
+    ok = prefect["healthy"] and pg["running"]
+    msg = (
+        f"lab server in {data['dir']} is running"
+        if ok
+        else f"lab server in {data['dir']} is not running (Prefect "
+        f"{'starting' if prefect['running'] else 'stopped'}, PostgreSQL "
+        f"{'running' if pg['running'] else 'stopped'})"
+    )
+    emit(opts, Reply(ok, msg, data), _lab_text)
 
 
 def main() -> None:

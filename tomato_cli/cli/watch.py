@@ -207,7 +207,7 @@ def view(watch: JobWatch, now: float, note: str = ""):
 def _job(opts: Common, jobid: int) -> dict[str, Any] | None:
     """The job as the daemon has it now; None while the daemon does not answer."""
     try:
-        reply = call(opts.port, "job_status", timeout=10, jobids=[jobid])
+        reply = call(opts.port, "job_status", timeout=10, host=opts.host, jobids=[jobid])
     except Unreachable:
         return None
     if not reply.success:

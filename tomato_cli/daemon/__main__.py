@@ -30,16 +30,18 @@ def main(argv: list[str] | None = None) -> int:
     from tomato_cli.daemon.daemon import Daemon
     from tomato_cli.prefect_internals import PrefectInternalsChanged, check_version
 
+    host = "127.0.0.1"
     try:
         check_version()
         daemon = Daemon(args.port, args.appdir, args.settings)
+        host = daemon.settings.daemon.host
         signal.signal(signal.SIGTERM, lambda *_: daemon.api.cmd_stop(mode="leave"))
         daemon.serve()
     except (ConfigError, PrefectInternalsChanged) as exc:
         print(str(exc), file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"cannot serve on 127.0.0.1:{args.port}: {exc}", file=sys.stderr)
+        print(f"cannot serve on {host}:{args.port}: {exc}", file=sys.stderr)
         return 3
     return 0
 

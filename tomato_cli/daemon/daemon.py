@@ -41,6 +41,7 @@ from tomato_cli.models import (
     parse_payload,
     parse_payload_text,
 )
+from tomato_cli.models.credentials import read_auth_string
 from tomato_cli.models.job import FINAL_FILE
 from tomato_cli.orchestration.events import RESUMED, STATUS_EVENTS, job_event
 from tomato_cli.orchestration.pipeline_slots import PipelineView
@@ -65,7 +66,7 @@ class Daemon:
         self.lifecycle = JobLifecycle(self.store)
         self.supervisor = DriverSupervisor(self.store, self.settings.drivers, self.logdir)
         target, server = self._prefect_target()
-        self.sync = PrefectSync(self, target, server, port)
+        self.sync = PrefectSync(self, target, server, port, self.settings.daemon.host_name)
         self.launcher = JobLauncher(
             self.logdir,
             target.client_env(),
@@ -80,6 +81,7 @@ class Daemon:
             self.supervisor,
             port,
             lambda: Path(self.settings.jobs.storage),
+            host=self.settings.daemon.host,
         )
         self.gate = Gate(
             self.store,
@@ -104,12 +106,13 @@ class Daemon:
 
     def _prefect_target(self) -> tuple[PrefectTarget, EmbeddedServer | None]:
         cfg = self.settings.prefect
+        auth_string = read_auth_string(cfg)
         if cfg.url:
             target = PrefectTarget(
                 api_url=cfg.url.rstrip("/"),
                 embedded=False,
                 api_key=cfg.api_key,
-                auth_string=cfg.auth_string,
+                auth_string=auth_string,
             )
             return target, None
         port = cfg.port
@@ -117,7 +120,7 @@ class Daemon:
             saved = self.store.get_meta("prefect_port")
             port = int(saved) if saved else free_port()
             self.store.set_meta("prefect_port", str(port))
-        target = embedded_target(self.datadir, port, cfg.auth_string)
+        target = embedded_target(self.datadir, port, auth_string)
         return target, EmbeddedServer(target, port, self.logdir / "prefect-server.log")
 
     # wiring
@@ -206,7 +209,7 @@ class Daemon:
             Path(self.settings.devices.config),
             known_drivers=driver_catalog(self.settings).known(),
         )
-        self.server = RpcServer("127.0.0.1", self.port, self.api.handle)
+        self.server = RpcServer(self.settings.daemon.host, self.port, self.api.handle)
         plot_http.register(self.server, self.store.job, self.port)
         self.recovery.check_live_jobs()  # after a restart: jobs that ended while we were away
         self.snapshots.adopt_live_jobs(self.store.jobs(("r", "rp", "rd")))
@@ -222,7 +225,9 @@ class Daemon:
         threading.Thread(
             target=self.snapshots.run, args=(self._stop,), name="snapshot-clock", daemon=True
         ).start()
-        log.info("tomato daemon %s serving on 127.0.0.1:%s", __version__, self.port)
+        log.info(
+            "tomato daemon %s serving on %s:%s", __version__, self.settings.daemon.host, self.port
+        )
         self._stop.wait()
         self.server.shutdown()
 
@@ -230,6 +235,7 @@ class Daemon:
         return {
             "version": __version__,
             "port": self.port,
+            "host": {"name": self.settings.daemon.host_name, "address": self.settings.daemon.host},
             "pid": os.getpid(),
             "appdir": str(self.appdir),
             "datadir": str(self.datadir),

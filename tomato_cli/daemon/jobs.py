@@ -23,7 +23,7 @@ from tomato_cli.models import (
 from tomato_cli.models.context import JobContext, RoleComponent
 from tomato_cli.models.job import PAUSE_FILE, job_folder, write_cancel
 from tomato_cli.models.submit import complete_payload, crate_path
-from tomato_cli.rpc import RpcError
+from tomato_cli.rpc import LOOPBACK, RpcError
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +39,14 @@ class JobControl:
         supervisor: DriverSupervisor,
         port: int,
         storage: Callable[[], Path],
+        host: str = LOOPBACK,
     ) -> None:
         self.store = store
         self.lifecycle = lifecycle
         self.lock = lock  # the daemon's decision lock
         self.supervisor = supervisor
         self.port = port
+        self.host = host  # where the daemon listens: its jobs call it there
         self.storage = storage  # the jobs folder of the current settings
         self.accepting = True
 
@@ -152,6 +154,7 @@ class JobControl:
         return JobContext(
             jobid=job.id,
             daemon_port=self.port,
+            daemon_host=self.host,
             job=job,
             components=components,
             flow_run_id=job.flow_run_id,

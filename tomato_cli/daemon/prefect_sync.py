@@ -64,9 +64,15 @@ class SyncHost(Protocol):
 
 class PrefectSync:
     def __init__(
-        self, host: SyncHost, target: PrefectTarget, server: EmbeddedServer | None, port: int
+        self,
+        host: SyncHost,
+        target: PrefectTarget,
+        server: EmbeddedServer | None,
+        port: int,
+        host_name: str | None = None,  # [daemon] name: labels the work pool on a lab server
     ) -> None:
         self.host = host
+        self.host_name = host_name
         self.store = host.store
         self.target = target
         self.server = server  # None when the daemon uses a Prefect server of the lab
@@ -174,7 +180,7 @@ class PrefectSync:
         from tomato_cli.orchestration.flow_runs import FlowRuns
         from tomato_cli.orchestration.pipeline_slots import PipelineSlots
 
-        flow_runs = FlowRuns(self.port, self.target.embedded)
+        flow_runs = FlowRuns(self.port, self.target.embedded, self.host_name)
         flow_runs.ensure_deployment()
         slots = PipelineSlots(flow_runs.pool)
         slots.show(self.host.pipeline_views())

@@ -34,6 +34,7 @@ from tomato_cli.models.payload import (
 )
 from tomato_cli.models.settings import (
     SETTINGS_FILE,
+    DaemonSettings,
     DevicesSettings,
     JobsSettings,
     PrefectSettings,
@@ -51,6 +52,7 @@ __all__ = [
     "SETTINGS_FILE",
     "Component",
     "ConfigError",
+    "DaemonSettings",
     "Device",
     "DevicesConfig",
     "DevicesSettings",

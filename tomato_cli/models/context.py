@@ -6,6 +6,7 @@ from pydantic import BaseModel
 
 from tomato_cli.models.component import Component
 from tomato_cli.models.job import Job
+from tomato_cli.rpc import LOOPBACK
 
 
 class RoleComponent(BaseModel):
@@ -24,6 +25,7 @@ class JobContext(BaseModel):
 
     jobid: int
     daemon_port: int
+    daemon_host: str = LOOPBACK
     job: Job
     components: dict[str, RoleComponent]  # by role
     flow_run_id: str | None = None

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import json
 import math
 import re
+import socket
 import tomllib
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,11 +26,12 @@ from pydantic import (
 
 from tomato_cli.models.errors import ConfigError
 from tomato_cli.models.files import format_error, one_line, read_text
+from tomato_cli.paths import SETTINGS_FILE as SETTINGS_FILE  # re-exported
 
-SETTINGS_FILE = "settings.toml"
 # keys that earlier versions of ours wrote and that are dropped without a warning
 _SILENT = frozenset({"prefect.ui"})
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_HOST_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,63}$")
 
 
 class JobsSettings(BaseModel):
@@ -53,12 +57,20 @@ class DevicesSettings(BaseModel):
 
 
 class PrefectSettings(BaseModel):
-    """Which Prefect server to use: the embedded local one (no url) or an existing one."""
+    """Which Prefect server to use: the embedded local one (no url) or an existing one.
+
+    The basic-auth credentials (``user:password``) come from ``auth_file`` (a file only its
+    owner can read), else from ``auth_string`` (kept for old settings files: anyone who can
+    read the settings file learns them), else from the environment variable
+    ``PREFECT_API_AUTH_STRING`` of ``tomato start``. See
+    :func:`tomato_cli.models.credentials.read_auth_string`.
+    """
 
     model_config = ConfigDict(extra="ignore")
     url: str | None = None  # None: the embedded local server
     port: int | None = Field(default=None, gt=0, lt=65536)  # embedded server; None: automatic
     api_key: str | None = None
+    auth_file: Path | None = None
     auth_string: str | None = None
 
     @model_validator(mode="before")
@@ -72,9 +84,52 @@ class PrefectSettings(BaseModel):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
+        if value is None:
+            return value
+        if not value.startswith(("http://", "https://")):
             raise ValueError(f"must start with http:// or https://, got {value!r}")
+        if "@" in (urllib.parse.urlsplit(value).netloc or ""):
+            # never echo the value: it holds a password
+            raise ValueError("must not hold credentials (user:password@); use auth_file")
         return value
+
+
+class DaemonSettings(BaseModel):
+    """Where the daemon listens and the name it reports for its host.
+
+    ``host`` must be a loopback address (127.0.0.0/8 or ::1) unless ``allow_remote`` is set:
+    the daemon's API has no authentication. Several daemons on one machine can stand for
+    several hosts by listening on 127.0.0.2, 127.0.0.3, ...
+    """
+
+    model_config = ConfigDict(extra="ignore")
+    host: str = "127.0.0.1"
+    name: str | None = None  # None: the machine's host name
+    allow_remote: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is not None and not _HOST_NAME.match(value):
+            raise ValueError(f"must be 1-63 letters, digits, '-', '_' or '.', got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _loopback_unless_allowed(self) -> DaemonSettings:
+        try:
+            address = ipaddress.ip_address(self.host)
+        except ValueError:
+            raise ValueError(f"host must be an IP address, got {self.host!r}") from None
+        if not address.is_loopback and not self.allow_remote:
+            raise ValueError(
+                f"host {self.host} is not a loopback address; the daemon's API has no "
+                "authentication (set allow_remote = true to listen there anyway)"
+            )
+        return self
+
+    @property
+    def host_name(self) -> str:
+        return self.name or socket.gethostname()
 
 
 class LegacySettings(BaseModel):
@@ -83,7 +138,7 @@ class LegacySettings(BaseModel):
     ``venv`` defaults to ``<datadir>/legacy-drivers`` (see :meth:`Settings.legacy_venv`).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
     venv: Path | None = None
 
 
@@ -103,6 +158,7 @@ class Settings(BaseModel):
     devices: DevicesSettings
     prefect: PrefectSettings = Field(default_factory=PrefectSettings)
     legacy: LegacySettings = Field(default_factory=LegacySettings)
+    daemon: DaemonSettings = Field(default_factory=DaemonSettings)
     repositories: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # last, as tomato 2.2 writes it: keys appended to the file land in [drivers]
     drivers: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -187,6 +243,8 @@ def load_settings(path: Path) -> Settings:
     settings.devices.config = _resolve(settings.devices.config, base)
     if settings.legacy.venv is not None:
         settings.legacy.venv = _resolve(settings.legacy.venv, base)
+    if settings.prefect.auth_file is not None:
+        settings.prefect.auth_file = _resolve(settings.prefect.auth_file, base)
     return settings
 
 

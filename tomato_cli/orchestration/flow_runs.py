@@ -46,13 +46,16 @@ PARAMETERS = {
 }
 
 
-def work_pool_name(port: int, embedded: bool) -> str:
-    """The daemon's work pool: ``tomato`` on its own server, host and port on a shared one."""
-    return "tomato" if embedded else f"tomato-{socket.gethostname()}-{port}"
+def work_pool_name(port: int, embedded: bool, host_name: str | None = None) -> str:
+    """The daemon's work pool: ``tomato`` on its own server, host and port on a shared one.
+
+    ``host_name`` is the daemon's ``[daemon] name`` (default: the machine's host name).
+    """
+    return "tomato" if embedded else f"tomato-{host_name or socket.gethostname()}-{port}"
 
 
-def deployment_name(port: int, embedded: bool) -> str:
-    return "tomato" if embedded else f"{socket.gethostname()}-{port}"
+def deployment_name(port: int, embedded: bool, host_name: str | None = None) -> str:
+    return "tomato" if embedded else f"{host_name or socket.gethostname()}-{port}"
 
 
 def job_parameters(job: Job) -> dict[str, Any]:
@@ -67,12 +70,12 @@ def job_tags(job: Job) -> list[str]:
 class FlowRuns:
     """Calls on the job deployment and the jobs' flow runs (the daemon's DB is the truth)."""
 
-    def __init__(self, port: int, embedded: bool):
+    def __init__(self, port: int, embedded: bool, host_name: str | None = None):
         from prefect.client.orchestration import get_client
 
         self.port = port
-        self.pool = work_pool_name(port, embedded)
-        self.deployment = deployment_name(port, embedded)
+        self.pool = work_pool_name(port, embedded, host_name)
+        self.deployment = deployment_name(port, embedded, host_name)
         self.client = get_client(sync_client=True)
         self.client.__enter__()
         self.deployment_id: Any = None
