@@ -166,11 +166,15 @@ def test_hung_driver_is_restarted_and_its_job_ends_ce(rig: Tomato, tmp_path: Pat
 def test_kill_daemon_mid_job_then_restart(rig: Tomato, tmp_path: Path) -> None:
     rig.prepare("pip-counter-3", "kill-daemon")
     rig.prepare("pip-counter-4", "ends-while-away")
+    rig.prepare("pip-counter-2", "paused-while-away")
     long_job = rig.submit(counter_payload("kill-daemon", 30, 0.1), cwd=tmp_path)
     short_job = rig.submit(counter_payload("ends-while-away", 2, 0.1), cwd=tmp_path)
+    paused = rig.submit(counter_payload("paused-while-away", 4, 0.1), cwd=tmp_path)
     queued = rig.submit(counter_payload("nobody-has-this"), cwd=tmp_path)
     rig.wait_job(long_job, ("r",), timeout=60)
     rig.wait_job(short_job, ("r",), timeout=60)
+    rig.wait_job(paused, ("r",), timeout=60)
+    rig.ok("ketchup", "pause", str(paused))
     rig.wait_job(queued, ("q", "qw"))
     os.kill(daemon_pid(rig), signal.SIGKILL)
     time.sleep(5)  # the short job ends while the daemon is away
@@ -187,22 +191,47 @@ def test_kill_daemon_mid_job_then_restart(rig: Tomato, tmp_path: Path) -> None:
     assert samples(tmp_path / f"results.{long_job}.nc") >= 297
     assert samples(tmp_path / f"results.{short_job}.nc") == 20
     assert prefect_state(rig, long_job) == "COMPLETED"
+    # the paused job stayed paused through the restart, and resumes
+    assert rig.job(paused)["status"] == "rp"
+    assert rig.pipelines()["pip-counter-2"]["jobid"] == paused
+    assert prefect_state(rig, paused) == "PAUSED"
+    rig.ok("ketchup", "resume", str(paused))
+    assert rig.wait_job(paused, timeout=60)["status"] == "c"
+    assert 35 <= samples(tmp_path / f"results.{paused}.nc") <= 40
     rig.ok("ketchup", "cancel", str(queued))
 
 
 def test_prefect_server_killed_mid_job(rig: Tomato, tmp_path: Path) -> None:
+    """The job samples on; the sync says it is failing while Prefect is away; the daemon
+    restarts the server, and the job's snapshot automation fires again (re-armed: a new
+    server forgot the open window)."""
     info = rig.ok("tomato", "status")
     home = Path(info["datadir"]) / f"prefect-{info['prefect']['api_url'].split(':')[-1][:-4]}"
     server = psutil.Process(int((home / "server.pid").read_text()))
     rig.prepare("pip-counter-1", "kill-prefect")
-    jobid = rig.submit(counter_payload("kill-prefect", 20, 0.1), cwd=tmp_path)
-    rig.wait_job(jobid, ("r",), timeout=60)
+    payload = counter_payload("kill-prefect", 30, 0.1, snapshot={"interval": 10, "prefix": "s"})
+    jobid = rig.submit(payload, cwd=tmp_path)
+    job = rig.wait_job(jobid, ("r",), timeout=60)
     time.sleep(2)
     for proc in [server, *server.children(recursive=True)]:
         proc.kill()
+    deadline = time.monotonic() + 20
+    while (sync := rig.ok("tomato", "status")["prefect"]["sync"])["state"] != "failing":
+        assert time.monotonic() < deadline, sync
+        time.sleep(0.3)
+    assert sync["error"]
+    assert "failing:" in rig.run("tomato", "status").out
+    killed = time.time()
+    snapshot = tmp_path / "s.nc"
+    deadline = time.monotonic() + 30
+    while not snapshot.exists() or snapshot.stat().st_mtime < killed:
+        assert time.monotonic() < deadline, "no periodic snapshot after the server died"
+        time.sleep(0.5)
     job = rig.wait_job(jobid, timeout=120)
+    log = (Path(job["jobpath"]) / "job.log").read_text()
+    assert "did not fire in time" not in log
     assert job["status"] == "c", job
-    assert samples(tmp_path / f"results.{jobid}.nc") >= 198
+    assert samples(tmp_path / f"results.{jobid}.nc") >= 297
     rig.wait_prefect(timeout=120)
     assert prefect_state(rig, jobid, timeout=60) == "COMPLETED"
 

@@ -87,7 +87,7 @@ class PeriodicSnapshots:
             return
         with self.lock:
             if job.status == "r" and job.id not in self.jobs:
-                self.jobs[job.id] = Periodic(job.id, snap.frequency)
+                self.jobs[job.id] = Periodic(job.id, snap.interval)
             elif job.status in FINAL_STATUSES and job.id in self.jobs:
                 entry = self.jobs.pop(job.id)
                 if entry.automation_id:
@@ -99,13 +99,14 @@ class PeriodicSnapshots:
             for job in jobs:
                 snap = job.payload.settings.snapshot
                 if snap is not None and job.id not in self.jobs:
-                    self.jobs[job.id] = Periodic(job.id, snap.frequency)
+                    self.jobs[job.id] = Periodic(job.id, snap.interval)
 
     # the automations (called by the Prefect sync, with its client)
     def reconcile(self, flow_runs: FlowRuns, connecting: bool) -> None:
         """Create the automations of running jobs, remove those of ended ones."""
         if connecting:
             self._adopt_automations(flow_runs)
+            self._rearm()
         with self.lock:
             ended, self.ended = self.ended, []
             todo = [e for e in self.jobs.values() if e.by_automation and not e.automation_id]
@@ -137,6 +138,16 @@ class PeriodicSnapshots:
                     entry.automation_id = automation_id
                     continue
             flow_runs.delete_automation(automation_id)
+
+    def _rearm(self) -> None:
+        """A (re)started Prefect server has lost its triggers' open windows: each running
+        job's automation starts a new one now."""
+        with self.lock:
+            armed = [e.jobid for e in self.jobs.values() if e.automation_id is not None]
+        for jobid in armed:
+            job = self.store.job(jobid)
+            if job is not None and job.status not in FINAL_STATUSES:
+                self.emit(job_event(SNAPSHOT, job, self.port, armed=True))
 
     def fired(self, automation_id: str) -> None:
         """An automation fired (heard by the automation feed)."""
