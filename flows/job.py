@@ -25,6 +25,7 @@ from drivers.samples import collect_task_data
 from flows.context import JobRun, NotGranted, granted_context
 from flows.plot_artifact import create_plot_artifact
 from tomato_cli.models import Job, Task
+from tomato_cli.names import LAB_DEPLOYMENT
 from tomato_cli.store.results import write_final_results
 
 PROGRESS_EVERY_S = 5.0
@@ -202,13 +203,15 @@ def tomato_job(jobid: int | None = None, payload: dict[str, Any] | str | None = 
     waits for its pipeline like any other. Run in any other way (a Prefect worker, a
     script), the flow refuses before it touches anything.
     """
-    from prefect.runtime import flow_run
+    from prefect.runtime import deployment, flow_run
 
     logger = get_run_logger()
     try:
         context = granted_context(str(flow_run.id))
     except NotGranted as exc:
         logger.error("refused: %s", exc)
+        if deployment.name == LAB_DEPLOYMENT:  # a lab job a worker took: back in the queue
+            _back_to_lab_queue(str(flow_run.id))
         raise Abort(f"tomato: {exc}") from None
     run = JobRun(context)
     payload_ = run.job.payload
@@ -235,6 +238,15 @@ def tomato_job(jobid: int | None = None, payload: dict[str, Any] | str | None = 
     wait(futures)
     run.steps_done.set()
     return _finish(run, futures, artifact)
+
+
+def _back_to_lab_queue(flow_run_id: str) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.states import Scheduled
+
+    with get_client(sync_client=True) as client:
+        waiting = Scheduled(message="waiting for a tomato host (a worker took it)")
+        client.set_flow_run_state(flow_run_id, waiting, force=True)
 
 
 def _finish(run: JobRun, futures: list[Any], artifact: Any) -> Any:

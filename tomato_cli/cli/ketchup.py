@@ -36,8 +36,21 @@ def submit(
     payload: Path = typer.Argument(..., help="Payload file."),
     jobname: str | None = typer.Option(None, "--jobname", "-j", help="A name for the job."),
     wait: bool = WAIT,
+    lab: bool = typer.Option(
+        False, "--lab", help="Submit to the lab server's queue ([prefect] url), for any host."
+    ),
+    server: str | None = typer.Option(
+        None, "--server", help="Submit to the queue of this lab server (its API URL)."
+    ),
+    pin: str | None = typer.Option(
+        None, "--pin", help="With --lab/--server: only this host may take the job."
+    ),
 ):
-    """Submit a payload; the job waits in the queue for a matching, ready pipeline."""
+    """Submit a payload; the job waits in the queue for a matching, ready pipeline.
+
+    With --lab or --server, the job goes to the lab-wide queue of a lab server instead, and
+    the first host with a ready pipeline that holds its sample takes it.
+    """
     from tomato_cli.models import PayloadError, load_payload
 
     opts: Common = ctx.obj
@@ -45,6 +58,14 @@ def submit(
         parsed = load_payload(payload)
     except PayloadError as exc:
         fail(opts, str(exc))
+    if lab or server:
+        if wait or jobname:
+            fail(opts, "--wait and --jobname are for a job of this host, not of the lab")
+        from tomato_cli.cli.lab_submit import submit_to_lab
+
+        emit(opts, submit_to_lab(opts, parsed, str(payload), server, pin))
+    if pin:
+        fail(opts, "--pin needs --lab or --server")
     args: dict[str, Any] = {"jobname": jobname} if jobname is not None else {}
     reply = ask(
         opts,

@@ -20,8 +20,9 @@ from tomato_cli import __version__
 from tomato_cli.daemon import plot_http
 from tomato_cli.daemon.api import DaemonApi
 from tomato_cli.daemon.driver_supervisor import DriverSupervisor
-from tomato_cli.daemon.gate import Gate
+from tomato_cli.daemon.gate import Gate, can_serve, is_free_for
 from tomato_cli.daemon.jobs import JobControl
+from tomato_cli.daemon.lab_claims import LabClaims
 from tomato_cli.daemon.launcher import JobLauncher
 from tomato_cli.daemon.lifecycle import Cause, Change, JobLifecycle
 from tomato_cli.daemon.outputs import submit_folder
@@ -34,6 +35,7 @@ from tomato_cli.daemon.state import StateStore, now
 from tomato_cli.models import (
     FINAL_STATUSES,
     Job,
+    Payload,
     PayloadError,
     Settings,
     load_devices,
@@ -43,7 +45,7 @@ from tomato_cli.models import (
 )
 from tomato_cli.models.credentials import read_auth_string
 from tomato_cli.models.job import FINAL_FILE
-from tomato_cli.orchestration.events import RESUMED, STATUS_EVENTS, job_event
+from tomato_cli.orchestration.events import RESUMED, STATUS_EVENTS, Origin, job_event
 from tomato_cli.orchestration.pipeline_slots import PipelineView
 from tomato_cli.orchestration.server import EmbeddedServer, PrefectTarget, embedded_target
 from tomato_cli.rpc import RpcError, RpcServer, free_port
@@ -60,6 +62,7 @@ class Daemon:
         self.datadir = Path(self.settings.datadir)
         self.logdir = Path(self.settings.logdir)
         self.started_at = now()
+        self.origin = Origin(self.settings.daemon.host_name, port)  # in tomato's events
         self.store = StateStore(self.datadir / f"tomato-{port}.db")
         self.lock = threading.RLock()  # one decision at a time about jobs and pipelines
         self._stop = threading.Event()
@@ -82,6 +85,7 @@ class Daemon:
             port,
             lambda: Path(self.settings.jobs.storage),
             host=self.settings.daemon.host,
+            lab=self.settings.prefect.url is not None,
         )
         self.gate = Gate(
             self.store,
@@ -92,9 +96,11 @@ class Daemon:
             self._launch,
         )
         self.snapshots = PeriodicSnapshots(
-            self.store, self.jobs.context, self.sync.emit, lambda: self.sync.healthy, port
+            self.store, self.jobs.context, self.sync.emit, lambda: self.sync.healthy, self.origin
         )
         self.sync.snapshots = self.snapshots
+        if self.settings.prefect.url is not None:  # a lab server: jobs for the whole lab
+            self.sync.lab_claims = LabClaims(self)
         self.recovery = Recovery(
             self.store, self.lifecycle, self.lock, self.launcher, self.supervisor, self.jobs.context
         )
@@ -131,7 +137,7 @@ class Daemon:
         name = RESUMED if resumed else STATUS_EVENTS.get(job.status)
         if name is not None:
             detail = {"error": job.error} if job.status == "ce" else {}
-            self.sync.emit(job_event(name, job, self.port, cause=change.cause.value, **detail))
+            self.sync.emit(job_event(name, job, self.origin, cause=change.cause.value, **detail))
         if job.status in FINAL_STATUSES or change.source is None:
             self.gate.wake()  # a pipeline was released, or a job was queued
         if job.status in FINAL_STATUSES or job.status == "r":
@@ -154,7 +160,7 @@ class Daemon:
             self.store.save_job(job)
             self.store.set_prefect_status(jobid, "q")
         self.gate.wake()
-        self.sync.emit(job_event(STATUS_EVENTS["q"], job, self.port))
+        self.sync.emit(job_event(STATUS_EVENTS["q"], job, self.origin))
 
     def act_from_prefect(self, jobid: int, reaction: Reaction, reason: str) -> None:
         if reaction is Reaction.CANCEL:
@@ -191,6 +197,28 @@ class Daemon:
         except (PayloadError, RpcError) as exc:
             raise ValueError(str(exc)) from None
         return job  # the sync attaches the run once it has made it the job's
+
+    @property
+    def host_name(self) -> str:
+        return self.settings.daemon.host_name
+
+    def startable(self, payload: Payload) -> str | None:
+        """None if a pipeline of this host could start ``payload`` now, else why not."""
+        job = Job(id=0, payload=payload, status="q")
+        caps = self.supervisor.capabilities_of
+        pipelines = self.store.pipelines().values()
+        serving = [p for p in pipelines if can_serve(job, p, caps)]
+        if not serving:
+            wanted = ", ".join(
+                f"{role} ({', '.join(sorted(t))})"
+                for role, t in payload.techniques_by_role().items()
+            )
+            return f"no pipeline has the roles and techniques {wanted}"
+        busy = {c.name for p in pipelines if p.jobid is not None for c in p.components}
+        if any(is_free_for(job, p) and not busy & {c.name for c in p.components} for p in serving):
+            return None
+        sample = payload.sample.identifier
+        return f"no pipeline that can run it is ready, free and holds sample {sample!r}"
 
     def has_ended(self, job: Job) -> bool:
         return job.jobpath is not None and (Path(job.jobpath) / FINAL_FILE).exists()

@@ -40,6 +40,7 @@ class JobControl:
         port: int,
         storage: Callable[[], Path],
         host: str = LOOPBACK,
+        lab: bool = False,
     ) -> None:
         self.store = store
         self.lifecycle = lifecycle
@@ -48,6 +49,7 @@ class JobControl:
         self.port = port
         self.host = host  # where the daemon listens: its jobs call it there
         self.storage = storage  # the jobs folder of the current settings
+        self.lab = lab  # on a lab server: job ids are numbered lab-wide
         self.accepting = True
 
     # submit
@@ -65,7 +67,7 @@ class JobControl:
         parsed = complete_payload(parse_payload(payload, source), cwd, repositories)
         self.check_against_pipelines(parsed, source)
         with self.lock, self.store.transaction() as db:
-            jobid = self.store.new_job_id(db)
+            jobid = self.store.new_job_id(db, self._lab_number())
             out, snap = parsed.settings.output, parsed.settings.snapshot
             try:
                 respath = result_path(cwd, jobid, out.path, out.prefix)
@@ -91,6 +93,19 @@ class JobControl:
         jobdir.mkdir(parents=True, exist_ok=True)
         (jobdir / "job.json").write_text(job.model_dump_json(indent=1))
         return job
+
+    def _lab_number(self) -> int | None:
+        """On a lab server, this host's number in the lab (job ids are lab-wide)."""
+        if not self.lab:
+            return None
+        number = self.store.get_meta("lab_number")
+        if number is None:
+            raise RpcError(
+                "this host has no lab-wide job numbers yet: its lab Prefect server has not "
+                "answered since the host first started; try again when `tomato status` says "
+                "the sync is healthy"
+            )
+        return int(number)
 
     def check_against_pipelines(self, payload: Payload, source: str) -> None:
         """Every role exists somewhere, with the technique and task parameters asked of it.

@@ -25,9 +25,11 @@ from tomato_cli.models import FINAL_STATUSES, LIVE_STATUSES, WAITING_STATUSES, J
 from tomato_cli.orchestration.server import EmbeddedServer, PrefectTarget, is_healthy
 
 if TYPE_CHECKING:
+    from tomato_cli.daemon.lab_claims import LabClaims
     from tomato_cli.daemon.snapshots import PeriodicSnapshots
     from tomato_cli.orchestration.automation_feed import AutomationFeed
     from tomato_cli.orchestration.flow_runs import FlowRuns
+    from tomato_cli.orchestration.lab_queue import LabQueue
     from tomato_cli.orchestration.pipeline_slots import PipelineSlots, PipelineView
 
 log = logging.getLogger(__name__)
@@ -81,6 +83,8 @@ class PrefectSync:
         self.slots: PipelineSlots | None = None
         self.snapshots: PeriodicSnapshots | None = None  # set by the daemon
         self.feed: AutomationFeed | None = None
+        self.lab_claims: LabClaims | None = None  # set by the daemon on a lab server
+        self.lab: LabQueue | None = None
         self.healthy = False
         self.error: str | None = None  # why the last round failed (None: it did not)
         self.events: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)
@@ -182,10 +186,12 @@ class PrefectSync:
 
         flow_runs = FlowRuns(self.port, self.target.embedded, self.host_name)
         flow_runs.ensure_deployment()
-        slots = PipelineSlots(flow_runs.pool)
+        slots = PipelineSlots(flow_runs.pool, flow_runs.host)
         slots.show(self.host.pipeline_views())
         self._pipelines_dirty = False
         self._keep_leases(slots, connecting=True)
+        if self.lab_claims is not None:
+            self.lab = self._join_lab(flow_runs)
         if self.snapshots is not None:
             from tomato_cli.orchestration.automation_feed import AutomationFeed
 
@@ -194,6 +200,20 @@ class PrefectSync:
             self.feed.start()
         self.flow_runs, self.slots = flow_runs, slots
         self._last_poll = 0.0
+
+    def _join_lab(self, flow_runs: FlowRuns) -> LabQueue:
+        """The lab-wide queue, and this host's number in the lab (for lab-wide job ids)."""
+        from tomato_cli.orchestration.lab_queue import LabQueue
+
+        assert flow_runs.host is not None
+        lab = LabQueue(flow_runs.client, flow_runs.host, self.port)
+        lab.ensure()
+        stored = self.store.get_meta("lab_number")
+        number = lab.register(int(stored) if stored is not None else None)
+        if stored is None:
+            self.store.set_meta("lab_number", str(number))
+            log.info("this host is number %d of the lab", number)
+        return lab
 
     def _drop_clients(self) -> None:
         if self.feed is not None:
@@ -204,7 +224,7 @@ class PrefectSync:
                     client.close()
             except Exception:
                 pass
-        self.flow_runs = self.slots = None
+        self.flow_runs = self.slots = self.lab = None
 
     def _ensure_server(self) -> bool:
         if self.server is None:
@@ -369,6 +389,8 @@ class PrefectSync:
         unsynced = {job.id for job, _ in self.store.jobs_unsynced()}
         for run in flow_runs.new_runs([r.flow_run_id for r in refs if r.flow_run_id]):
             self._new_run(flow_runs, run, unsynced)
+        if self.lab is not None and self.lab_claims is not None:
+            self.lab_claims.round(flow_runs, self.lab)
 
     def _react(self, flow_runs: FlowRuns, jobid: int, stype: str, sname: str) -> None:
         job = self.store.job(jobid)

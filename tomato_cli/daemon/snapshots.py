@@ -31,7 +31,7 @@ from tomato_cli.orchestration.events import (
     AUTOMATION_PREFIX,
     MIN_AUTOMATION_INTERVAL_S,
     SNAPSHOT,
-    host_id,
+    Origin,
     job_event,
     snapshot_automation,
 )
@@ -66,13 +66,13 @@ class PeriodicSnapshots:
         context_of: Callable[[Job], JobContext],
         emit: Callable[[dict[str, Any]], None],
         prefect_up: Callable[[], bool],
-        port: int,
+        origin: Origin,
     ) -> None:
         self.store = store
         self.context_of = context_of
         self.emit = emit
         self.prefect_up = prefect_up
-        self.port = port
+        self.origin = origin
         self.jobs: dict[int, Periodic] = {}
         self.ended: list[str] = []  # automations of ended jobs, to remove
         self.lock = threading.Lock()
@@ -117,17 +117,17 @@ class PeriodicSnapshots:
             if job is None or job.status in FINAL_STATUSES:
                 continue
             automation_id = flow_runs.create_automation(
-                snapshot_automation(job, self.port, entry.interval)
+                snapshot_automation(job, self.origin, entry.interval)
             )
             with self.lock:
                 if entry.jobid in self.jobs:
                     entry.automation_id = automation_id
                 else:
                     self.ended.append(automation_id)
-            self.emit(job_event(SNAPSHOT, job, self.port, armed=True))
+            self.emit(job_event(SNAPSHOT, job, self.origin, armed=True))
 
     def _adopt_automations(self, flow_runs: FlowRuns) -> None:
-        mine = f"({host_id(self.port)})"
+        mine = f"({self.origin.ident})"
         for automation_id, name in flow_runs.automations(AUTOMATION_PREFIX):
             if not name.endswith(mine):
                 continue
@@ -147,7 +147,7 @@ class PeriodicSnapshots:
         for jobid in armed:
             job = self.store.job(jobid)
             if job is not None and job.status not in FINAL_STATUSES:
-                self.emit(job_event(SNAPSHOT, job, self.port, armed=True))
+                self.emit(job_event(SNAPSHOT, job, self.origin, armed=True))
 
     def fired(self, automation_id: str) -> None:
         """An automation fired (heard by the automation feed)."""
@@ -204,7 +204,7 @@ class PeriodicSnapshots:
             elif why == "automation" and entry.fallback is not None:
                 _job_log(job, "Prefect's automation makes the periodic snapshots again")
             entry.fallback = None if why == "automation" else why
-            self.emit(job_event(SNAPSHOT, job, self.port, path=job.snappath))
+            self.emit(job_event(SNAPSHOT, job, self.origin, path=job.snappath))
 
     def _write(self, job: Job) -> None:
         from tomato_cli.store.results import write_job_results

@@ -160,9 +160,16 @@ class StateStore:
         db.execute("DELETE FROM pipelines WHERE name=?", (name,))
 
     # jobs
-    def new_job_id(self, db: sqlite3.Connection) -> int:
-        cur = db.execute("INSERT INTO jobs (status, job) VALUES ('q', '{}')")
-        return int(cur.lastrowid)
+    def new_job_id(self, db: sqlite3.Connection, lab_number: int | None = None) -> int:
+        """The next job id: 1, 2, 3, ...; on a lab server ``k * 100 + lab_number``, so that
+        job ids stay unique across the lab's hosts."""
+        if lab_number is None:
+            cur = db.execute("INSERT INTO jobs (status, job) VALUES ('q', '{}')")
+            return int(cur.lastrowid)
+        (highest,) = db.execute("SELECT COALESCE(MAX(id), 0) FROM jobs").fetchone()
+        jobid = (int(highest) // 100 + 1) * 100 + lab_number
+        db.execute("INSERT INTO jobs (id, status, job) VALUES (?, 'q', '{}')", (jobid,))
+        return jobid
 
     def save_job(self, job: Job, db: sqlite3.Connection | None = None) -> None:
         sql = "UPDATE jobs SET status=?, job=? WHERE id=?"

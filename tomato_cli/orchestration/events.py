@@ -1,6 +1,6 @@
 """tomato's events in Prefect's event feed, and the automations that make periodic snapshots.
 
-Each job is a resource ``tomato.job.<host>.<port>.<id>`` with its flow run and its pipeline
+Each job is a resource ``tomato.job.<host name>.<port>.<id>`` with its flow run and its pipeline
 as related resources, so that its events show on the flow run's page and users can build
 automations on them (``tomato.job.*``). Event names:
 
@@ -16,8 +16,8 @@ automations on them (``tomato.job.*``). Event names:
 
 from __future__ import annotations
 
-import socket
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -40,15 +40,23 @@ AUTOMATION_PREFIX = "tomato snapshots"
 MIN_AUTOMATION_INTERVAL_S = 10.0  # Prefect's shortest proactive window
 
 
-def host_id(port: int) -> str:
-    return f"{socket.gethostname()}.{port}"
+@dataclass(frozen=True)
+class Origin:
+    """The daemon events come from: its host's name (``[daemon] name``) and its port."""
+
+    name: str
+    port: int
+
+    @property
+    def ident(self) -> str:
+        return f"{self.name}.{self.port}"
 
 
-def job_resource(port: int, jobid: int) -> str:
-    return f"tomato.job.{host_id(port)}.{jobid}"
+def job_resource(origin: Origin, jobid: int) -> str:
+    return f"tomato.job.{origin.ident}.{jobid}"
 
 
-def job_event(name: str, job: Job, port: int, **payload: Any) -> dict[str, Any]:
+def job_event(name: str, job: Job, origin: Origin, **payload: Any) -> dict[str, Any]:
     """An event about ``job`` as Prefect's ``POST /events`` takes it."""
     related = []
     if job.flow_run_id:
@@ -62,7 +70,7 @@ def job_event(name: str, job: Job, port: int, **payload: Any) -> dict[str, Any]:
     if job.pipeline:
         related.append(
             {
-                "prefect.resource.id": f"tomato.pipeline.{host_id(port)}.{job.pipeline}",
+                "prefect.resource.id": f"tomato.pipeline.{origin.ident}.{job.pipeline}",
                 "prefect.resource.role": "pipeline",
                 "prefect.resource.name": job.pipeline,
             }
@@ -72,29 +80,29 @@ def job_event(name: str, job: Job, port: int, **payload: Any) -> dict[str, Any]:
         "occurred": datetime.now(UTC).isoformat(),
         "event": name,
         "resource": {
-            "prefect.resource.id": job_resource(port, job.id),
+            "prefect.resource.id": job_resource(origin, job.id),
             "prefect.resource.name": f"job-{job.id}",
             "tomato.job.id": str(job.id),
             "tomato.job.status": job.status,
-            "tomato.host": socket.gethostname(),
+            "tomato.host": origin.name,
         },
         "related": related,
         "payload": {"status": job.status, "sample": job.payload.sample.identifier, **payload},
     }
 
 
-def snapshot_automation(job: Job, port: int, interval: float) -> dict[str, Any]:
+def snapshot_automation(job: Job, origin: Origin, interval: float) -> dict[str, Any]:
     """A proactive automation that fires when a running job has had no snapshot for
     ``interval`` seconds (its start or its last snapshot re-arms it)."""
     return {
-        "name": f"{AUTOMATION_PREFIX} of job {job.id} ({host_id(port)})",
+        "name": f"{AUTOMATION_PREFIX} of job {job.id} ({origin.ident})",
         "description": f"Every {interval:g} s while tomato job {job.id} runs, the tomato daemon "
         "writes a snapshot of its data. Made when the job starts, removed when it ends.",
         "enabled": True,
         "trigger": {
             "type": "event",
             "posture": "Proactive",
-            "match": {"prefect.resource.id": job_resource(port, job.id)},
+            "match": {"prefect.resource.id": job_resource(origin, job.id)},
             "after": [STATUS_EVENTS["r"], RESUMED, SNAPSHOT],
             "expect": [SNAPSHOT],
             "for_each": ["prefect.resource.id"],

@@ -10,6 +10,7 @@ import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tomato_cli.names import ENTRYPOINT, FLOW_NAME, HOST_TAG
 from tomato_cli.orchestration.states import PREFECT_STATE
 from tomato_cli.prefect_internals import send_worker_heartbeat
 
@@ -18,8 +19,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FLOW_NAME = "tomato-job"
-ENTRYPOINT = "flows/job.py:tomato_job"
 WORKER_HEARTBEAT_S = 30.0
 CHUNK = 200  # flow run ids per filter request
 # states a job's flow run is in while a flow run is at work for it: tomato looks there for
@@ -62,9 +61,12 @@ def job_parameters(job: Job) -> dict[str, Any]:
     return {"jobid": job.id, "payload": job.payload.model_dump(mode="json", exclude_none=True)}
 
 
-def job_tags(job: Job) -> list[str]:
+def job_tags(job: Job, host: str | None = None) -> list[str]:
+    """``tomato``, ``sample:<id>``, ``pipeline:<name>`` and, on a lab server, ``host:<name>``."""
     tags = ["tomato", f"sample:{job.payload.sample.identifier}"]
-    return tags + [f"pipeline:{job.pipeline}"] if job.pipeline else tags
+    if job.pipeline:
+        tags.append(f"pipeline:{job.pipeline}")
+    return tags + [f"{HOST_TAG}{host}"] if host else tags
 
 
 class FlowRuns:
@@ -74,6 +76,8 @@ class FlowRuns:
         from prefect.client.orchestration import get_client
 
         self.port = port
+        # on a lab server, every job's flow run says which host runs it
+        self.host = None if embedded else host_name or socket.gethostname()
         self.pool = work_pool_name(port, embedded, host_name)
         self.deployment = deployment_name(port, embedded, host_name)
         self.client = get_client(sync_client=True)
@@ -136,7 +140,7 @@ class FlowRuns:
             parameters=job_parameters(job),
             state=State(type=StateType(stype), name=sname),
             name=f"job-{job.id}",
-            tags=job_tags(job),
+            tags=job_tags(job, self.host),
             idempotency_key=f"{self.pool}-job-{job.id}",
         )
         return str(flow_run.id)
@@ -145,13 +149,16 @@ class FlowRuns:
         """A run made in Prefect becomes the flow run of ``job``: renamed, given the job's
         parameters and tags, and put in the queue. Returns the id of its new state."""
         self.client.update_flow_run(
-            flow_run_id, name=f"job-{job.id}", parameters=job_parameters(job), tags=job_tags(job)
+            flow_run_id,
+            name=f"job-{job.id}",
+            parameters=job_parameters(job),
+            tags=job_tags(job, self.host),
         )
         return self.set_status(flow_run_id, job.status, f"tomato job {job.id}", force=True)
 
     def tag(self, flow_run_id: str, job: Job) -> None:
         """Show the job's pipeline on its flow run (a tag ``pipeline:<name>``)."""
-        self.client.update_flow_run(flow_run_id, tags=job_tags(job))
+        self.client.update_flow_run(flow_run_id, tags=job_tags(job, self.host))
 
     def set_status(
         self, flow_run_id: str, status: str, message: str | None = None, force: bool = False

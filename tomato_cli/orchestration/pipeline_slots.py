@@ -23,6 +23,7 @@ RENEW_S = 120.0
 
 
 def slot_name(pipeline: str) -> str:
+    """The name of a pipeline's work queue (in its host's pool)."""
     return f"pipeline:{pipeline}"
 
 
@@ -47,10 +48,12 @@ class SlotTaken(RuntimeError):
 class PipelineSlots:
     """Work queues, concurrency limits and leases of the daemon's pipelines in Prefect."""
 
-    def __init__(self, pool: str) -> None:
+    def __init__(self, pool: str, host: str | None = None) -> None:
         from prefect.client.orchestration import get_client
 
         self.pool = pool
+        # concurrency limits are lab-wide: on a lab server, their names carry the host
+        self.limit_prefix = f"pipeline:{host}:" if host else "pipeline:"
         self.client = get_client(sync_client=True)
         self.client.__enter__()
         self.lock = threading.Lock()  # the gate and the Prefect sync share this client
@@ -59,6 +62,10 @@ class PipelineSlots:
 
     def close(self) -> None:
         self.client.__exit__(None, None, None)
+
+    def limit(self, pipeline: str) -> str:
+        """The name of a pipeline's global concurrency limit (its slot)."""
+        return f"{self.limit_prefix}{pipeline}"
 
     # the Work Pools page
     def show(self, pipelines: dict[str, PipelineView]) -> None:
@@ -108,7 +115,7 @@ class PipelineSlots:
                 self.queue_ids[name] = queue.id
             try:
                 self.client.create_global_concurrency_limit(
-                    GlobalConcurrencyLimitCreate(name=slot_name(name), limit=1, active=True)
+                    GlobalConcurrencyLimitCreate(name=self.limit(name), limit=1, active=True)
                 )
             except ObjectAlreadyExists:
                 pass
@@ -129,7 +136,7 @@ class PipelineSlots:
         try:
             if queue_id is not None:
                 self.client.delete_work_queue_by_id(queue_id)
-            self.client.delete_global_concurrency_limit_by_name(slot_name(name))
+            self.client.delete_global_concurrency_limit_by_name(self.limit(name))
         except ObjectNotFound:
             pass
         del self.shown[name]
@@ -146,7 +153,7 @@ class PipelineSlots:
         with self.lock:
             try:
                 response = self.client.increment_concurrency_slots_with_lease(
-                    names=[slot_name(pipeline)],
+                    names=[self.limit(pipeline)],
                     slots=1,
                     mode="concurrency",
                     lease_duration=LEASE_S,
@@ -177,21 +184,11 @@ class PipelineSlots:
         with self.lock:
             self.client.release_concurrency_slots_with_lease(lease_id)
 
-    def holders(self) -> dict[str, int]:
-        """Slots in use per pipeline, as Prefect counts them."""
-        with self.lock:
-            limits = self.client.read_global_concurrency_limits(limit=1000)
-        return {
-            lim.name.removeprefix("pipeline:"): lim.active_slots
-            for lim in limits
-            if lim.name.startswith("pipeline:")
-        }
-
     def clear(self, pipeline: str) -> None:
         """Zero a pipeline's slot count (leases lost with a restarted server)."""
         from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
 
         with self.lock:
             self.client.update_global_concurrency_limit(
-                slot_name(pipeline), GlobalConcurrencyLimitUpdate(active_slots=0)
+                self.limit(pipeline), GlobalConcurrencyLimitUpdate(active_slots=0)
             )

@@ -1,0 +1,232 @@
+"""Two tomato hosts (127.0.0.2 and 127.0.0.3) share one lab server on PostgreSQL.
+
+Lab-wide jobs are taken by exactly one host; a job can be pinned; the UI's cancel works on
+either host; the lab server and a host can each be killed and restarted mid-job.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+import xarray as xr
+
+from tests.integration.harness import Tomato, counter_payload
+from tests.integration.lab import LabWorld, configure_host, lab_root, postgres_or_skip
+
+HOSTS = {"bench-a": "127.0.0.2", "bench-b": "127.0.0.3"}
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[LabWorld]:
+    postgres_or_skip()
+    world = LabWorld(lab_root())
+    try:
+        world.start(db="tcp")
+        yield world
+    finally:
+        world.close()
+
+
+@pytest.fixture(scope="module")
+def hosts(lab: LabWorld, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Tomato]]:
+    out: dict[str, Tomato] = {}
+    try:
+        for name, address in HOSTS.items():
+            host = Tomato(tmp_path_factory.mktemp(name))
+            configure_host(host, lab, address, name)
+            host.start()
+            out[name] = host
+        for host in out.values():
+            host.wait_prefect()
+        yield out
+    finally:
+        for host in out.values():
+            host.stop()
+
+
+def get(lab: LabWorld, path: str) -> Any:
+    reply = httpx.get(f"{lab.api_url}{path}", auth=tuple(lab.auth.split(":", 1)), timeout=10)
+    assert reply.status_code == 200, reply.text
+    return reply.json()
+
+
+def post(lab: LabWorld, path: str, body: dict[str, Any]) -> httpx.Response:
+    return httpx.post(
+        f"{lab.api_url}{path}", json=body, auth=tuple(lab.auth.split(":", 1)), timeout=10
+    )
+
+
+def eventually(check: Callable[[], Any], timeout: float = 60, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        time.sleep(0.5)
+
+
+def lab_submit(host: Tomato, lab: LabWorld, payload: dict[str, Any], *extra: str) -> str:
+    import yaml
+
+    path = host.root / f"lab-{time.monotonic_ns()}.yml"
+    path.write_text(yaml.safe_dump(payload))
+    data = host.ok("ketchup", "submit", str(path), "--server", lab.api_url, *extra)
+    return data["flow_run_id"]
+
+
+def taken_by(hosts: dict[str, Tomato], flow_run_id: str) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (name, job)
+        for name, host in hosts.items()
+        for job in host.ok("ketchup", "status")
+        if job["flow_run_id"] == flow_run_id
+    ]
+
+
+def logs(lab: LabWorld, flow_run_id: str) -> str:
+    body = {"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "limit": 200}
+    return "\n".join(r["message"] for r in post(lab, "/logs/filter", body).json())
+
+
+def samples(path: Path) -> int:
+    with xr.open_datatree(path) as dt:
+        return dt["counter"].sizes["uts"]
+
+
+def test_each_lab_job_is_taken_by_exactly_one_host(
+    lab: LabWorld, hosts: dict[str, Tomato]
+) -> None:
+    for host in hosts.values():
+        host.prepare("pip-counter-1", "shared")
+    payload = counter_payload("shared", 0.5, 0.1, unlock_when_done=True)
+    runs = [lab_submit(hosts["bench-a"], lab, payload) for _ in range(6)]
+    takers = {r: eventually(lambda r=r: taken_by(hosts, r), 90, f"{r} taken") for r in runs}
+    ids = []
+    for run, taken in takers.items():
+        assert len(taken) == 1, f"{run} was taken by {len(taken)} hosts"
+        name, job = taken[0]
+        done = hosts[name].wait_job(job["id"], timeout=90)
+        assert done["status"] == "c", done
+        assert samples(Path(done["respath"])) == 5
+        flow_run = get(lab, f"/flow_runs/{run}")
+        assert flow_run["name"] == f"job-{job['id']}" and f"host:{name}" in flow_run["tags"]
+        ids.append(job["id"])
+    assert len(set(ids)) == len(ids), "job ids are unique across the lab"
+    # each host numbers its jobs k * 100 + its lab number
+    numbers = {n: {j["id"] % 100 for j in h.ok("ketchup", "status")} for n, h in hosts.items()}
+    assert all(len(n) <= 1 for n in numbers.values())
+    assert numbers["bench-a"].isdisjoint(numbers["bench-b"])
+    for host in hosts.values():
+        host.ok("tomato", "pipeline", "eject", "pip-counter-1")
+
+
+def test_a_pinned_job_waits_for_its_host_and_a_job_nobody_can_run_says_why(
+    lab: LabWorld, hosts: dict[str, Tomato]
+) -> None:
+    hosts["bench-a"].prepare("pip-counter-2", "pinned")  # ready, but not the pinned host
+    pinned = lab_submit(
+        hosts["bench-a"], lab, counter_payload("pinned", 0.5, 0.1), "--pin", "bench-b"
+    )
+    nobody = lab_submit(hosts["bench-a"], lab, counter_payload("x", 0.5, 0.1, role="nope"))
+    time.sleep(6)
+    assert taken_by(hosts, pinned) == [] and taken_by(hosts, nobody) == []
+    assert get(lab, f"/flow_runs/{nobody}")["state"]["type"] == "SCHEDULED"
+    why = eventually(lambda: logs(lab, nobody).count("no pipeline has the roles") >= 2, 30)
+    assert why
+    hosts["bench-b"].prepare("pip-counter-2", "pinned")
+    name, job = eventually(lambda: taken_by(hosts, pinned), 60, "the pinned host took it")[0]
+    assert name == "bench-b"
+    assert hosts["bench-b"].wait_job(job["id"])["status"] == "c"
+    post(lab, f"/flow_runs/{nobody}/set_state", {"state": {"type": "CANCELLED"}, "force": True})
+    for host in hosts.values():
+        host.ok("tomato", "pipeline", "eject", "pip-counter-2")
+
+
+def test_cancel_in_the_lab_ui_on_either_host(lab: LabWorld, hosts: dict[str, Tomato]) -> None:
+    jobs = {}
+    for name, host in hosts.items():
+        host.prepare("pip-counter-3", f"cancel-{name}")
+        jobid = host.submit(counter_payload(f"cancel-{name}", 60, 0.1), cwd=host.root)
+        jobs[name] = host.wait_job(jobid, ("r",), timeout=60)
+    time.sleep(2)
+    for job in jobs.values():
+        reply = post(
+            lab,
+            f"/flow_runs/{job['flow_run_id']}/set_state",
+            {"state": {"type": "CANCELLING", "name": "Cancelling"}, "force": False},
+        )
+        assert reply.status_code in (200, 201), reply.text
+    for name, job in jobs.items():
+        done = hosts[name].wait_job(job["id"], timeout=30)
+        assert done["status"] == "cd"
+        assert samples(Path(done["respath"])) >= 10
+        hosts[name].ok("tomato", "pipeline", "eject", "pip-counter-3")
+
+
+def test_lab_server_killed_mid_job(lab: LabWorld, hosts: dict[str, Tomato]) -> None:
+    """The job samples on, the daemon keeps the periodic snapshots going and says so;
+    once the lab server is back, Prefect learns how the job ended."""
+    host = hosts["bench-a"]
+    host.prepare("pip-counter-4", "server-away")
+    payload = counter_payload("server-away", 30, 0.1, snapshot={"interval": 10, "prefix": "away"})
+    jobid = host.submit(payload, cwd=host.root)
+    job = host.wait_job(jobid, ("r",), timeout=60)
+    time.sleep(1)
+    server = psutil.Process(int((lab.dir / "prefect" / "server.pid").read_text()))
+    for proc in [server, *server.children(recursive=True)]:
+        proc.kill()
+    eventually(
+        lambda: host.ok("tomato", "status")["prefect"]["sync"]["state"] == "failing",
+        20,
+        "the host says its sync is failing",
+    )
+    snapshot = host.root / "away.nc"
+    log = Path(job["jobpath"]) / "job.log"
+    eventually(
+        lambda: snapshot.exists() and "Prefect is away" in log.read_text(),
+        30,
+        "the daemon writes the periodic snapshots while the lab server is away",
+    )
+    lab.start(db="tcp")
+    done = host.wait_job(jobid, timeout=90)
+    assert done["status"] == "c", done
+    assert samples(Path(done["respath"])) == 300
+    eventually(
+        lambda: get(lab, f"/flow_runs/{job['flow_run_id']}")["state"]["type"] == "COMPLETED",
+        90,
+        "Prefect learns the end once it is back",
+    )
+    host.wait_prefect(timeout=60)
+    host.ok("tomato", "pipeline", "eject", "pip-counter-4")
+
+
+def test_a_host_killed_mid_job_loses_nothing_and_others_take_lab_jobs(
+    lab: LabWorld, hosts: dict[str, Tomato]
+) -> None:
+    b, a = hosts["bench-b"], hosts["bench-a"]
+    b.prepare("pip-counter-1", "host-away")
+    jobid = b.submit(counter_payload("host-away", 8, 0.1), cwd=b.root)
+    b.wait_job(jobid, ("r",), timeout=60)
+    os.kill(b.ok("tomato", "status")["pid"], signal.SIGKILL)
+    # meanwhile a lab job goes to the host that is there
+    a.prepare("pip-counter-1", "while-b-away")
+    run = lab_submit(a, lab, counter_payload("while-b-away", 0.5, 0.1))
+    name, job = eventually(lambda: taken_by({"bench-a": a}, run), 60, "bench-a took it")[0]
+    assert a.wait_job(job["id"])["status"] == "c"
+    time.sleep(6)  # b's job ends while its daemon is away
+    b.start()
+    done = b.wait_job(jobid, timeout=60)
+    assert done["status"] == "c", done
+    assert samples(Path(done["respath"])) == 80
+    b.wait_prefect(timeout=90)
+    for host in hosts.values():
+        host.ok("tomato", "pipeline", "eject", "pip-counter-1")
