@@ -67,7 +67,8 @@ class JobControl:
         parsed = complete_payload(parse_payload(payload, source), cwd, repositories)
         self.check_against_pipelines(parsed, source)
         with self.lock, self.store.transaction() as db:
-            jobid = self.store.new_job_id(db, self._lab_number())
+            floor = int(self.store.get_meta("lab_job_floor") or 0)
+            jobid = self.store.new_job_id(db, self._lab_number(), floor)
             out, snap = parsed.settings.output, parsed.settings.snapshot
             try:
                 respath = result_path(cwd, jobid, out.path, out.prefix)

@@ -184,7 +184,9 @@ class PrefectSync:
         from tomato_cli.orchestration.flow_runs import FlowRuns
         from tomato_cli.orchestration.pipeline_slots import PipelineSlots
 
-        flow_runs = FlowRuns(self.port, self.target.embedded, self.host_name)
+        flow_runs = FlowRuns(
+            self.port, self.target.embedded, self.host_name, self.store.instance
+        )
         flow_runs.ensure_deployment()
         slots = PipelineSlots(flow_runs.pool, flow_runs.host)
         slots.show(self.host.pipeline_views())
@@ -213,6 +215,8 @@ class PrefectSync:
         if stored is None:
             self.store.set_meta("lab_number", str(number))
             log.info("this host is number %d of the lab", number)
+            # a host started afresh goes on above the ids it used before
+            self.store.set_meta("lab_job_floor", str(flow_runs.highest_jobid()))
         return lab
 
     def _drop_clients(self) -> None:

@@ -101,6 +101,16 @@ class StateStore:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
         self._migrate()
+        if self.get_meta("instance") is None:
+            import uuid
+
+            self.set_meta("instance", uuid.uuid4().hex[:12])
+
+    @property
+    def instance(self) -> str:
+        """Names this database among all that ever were (its jobs' flow runs carry it, so
+        that a host started afresh is never handed an old job's flow run)."""
+        return self.get_meta("instance") or ""
 
     def _migrate(self) -> None:
         """Add what newer versions keep to a database made by an older one."""
@@ -160,14 +170,17 @@ class StateStore:
         db.execute("DELETE FROM pipelines WHERE name=?", (name,))
 
     # jobs
-    def new_job_id(self, db: sqlite3.Connection, lab_number: int | None = None) -> int:
-        """The next job id: 1, 2, 3, ...; on a lab server ``k * 100 + lab_number``, so that
-        job ids stay unique across the lab's hosts."""
+    def new_job_id(
+        self, db: sqlite3.Connection, lab_number: int | None = None, floor: int = 0
+    ) -> int:
+        """The next job id: 1, 2, 3, ...; on a lab server ``k * 100 + lab_number``, above
+        ``floor`` (the highest id this host used in the lab), so that job ids stay unique
+        across the lab's hosts."""
         if lab_number is None:
             cur = db.execute("INSERT INTO jobs (status, job) VALUES ('q', '{}')")
             return int(cur.lastrowid)
         (highest,) = db.execute("SELECT COALESCE(MAX(id), 0) FROM jobs").fetchone()
-        jobid = (int(highest) // 100 + 1) * 100 + lab_number
+        jobid = (max(int(highest), floor) // 100 + 1) * 100 + lab_number
         db.execute("INSERT INTO jobs (id, status, job) VALUES (?, 'q', '{}')", (jobid,))
         return jobid
 

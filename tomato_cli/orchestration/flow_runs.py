@@ -72,7 +72,9 @@ def job_tags(job: Job, host: str | None = None) -> list[str]:
 class FlowRuns:
     """Calls on the job deployment and the jobs' flow runs (the daemon's DB is the truth)."""
 
-    def __init__(self, port: int, embedded: bool, host_name: str | None = None):
+    def __init__(
+        self, port: int, embedded: bool, host_name: str | None = None, instance: str = ""
+    ):
         from prefect.client.orchestration import get_client
 
         self.port = port
@@ -83,6 +85,7 @@ class FlowRuns:
         self.client = get_client(sync_client=True)
         self.client.__enter__()
         self.deployment_id: Any = None
+        self.instance = instance  # of the daemon's database: in every job run's key
 
     def close(self) -> None:
         self.client.__exit__(None, None, None)
@@ -129,6 +132,21 @@ class FlowRuns:
             self.client, self.pool, f"tomato-daemon-{self.port}", WORKER_HEARTBEAT_S
         )
 
+    def highest_jobid(self) -> int:
+        """The highest job id of this host's flow runs on the server (0 if none)."""
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+        from prefect.client.schemas.sorting import FlowRunSort
+
+        if self.host is None:
+            return 0
+        runs = self.client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[f"{HOST_TAG}{self.host}"])),
+            sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+            limit=20,
+        )
+        ids = [r.parameters.get("jobid") for r in runs]
+        return max((i for i in ids if isinstance(i, int)), default=0)
+
     # a job's flow run
     def create(self, job: Job) -> str:
         """The job's flow run, waiting (PAUSED Queued), named ``job-<id>``."""
@@ -141,7 +159,7 @@ class FlowRuns:
             state=State(type=StateType(stype), name=sname),
             name=f"job-{job.id}",
             tags=job_tags(job, self.host),
-            idempotency_key=f"{self.pool}-job-{job.id}",
+            idempotency_key=f"{self.pool}-{self.instance}-job-{job.id}",
         )
         return str(flow_run.id)
 
