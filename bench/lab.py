@@ -76,16 +76,21 @@ class LabServerWorld:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def lab_host(lab: LabServerWorld) -> World:
-    """A fresh host world whose daemon uses the lab server."""
+def lab_host(
+    lab: LabServerWorld,
+    devices: Any = DEVICES,
+    address: str = HOST_ADDRESS,
+    name: str = "bench-host",
+) -> World:
+    """A fresh host world whose daemon listens on ``address`` and uses the lab server."""
     world = World("ours")
-    world.init(DEVICES)
+    world.init(devices)
     path = world.app / "settings.toml"
     settings = load_settings(path)
     auth_file = world.app / "lab-auth"
     write_auth_file(auth_file, lab.auth)
-    settings.daemon.host = HOST_ADDRESS
-    settings.daemon.name = "bench-host"
+    settings.daemon.host = address
+    settings.daemon.name = name
     settings.prefect.url = lab.data["api_url"]
     settings.prefect.auth_file = auth_file
     write_settings(settings, path)

@@ -6,7 +6,8 @@ Scenarios (see bench/README.md): a start/stop, b one job's latency, c throughput
 d sampling fidelity, e memory and CPU, f snapshot/NetCDF time vs stored samples,
 g 160 pipelines at once (ours only), h long job memory (ours only), i 1000-point
 traces: a 10 s job at 0.1 s and the store's append cost with traces, j a lab host using a
-lab Prefect server on PostgreSQL: start until usable and idle memory.
+lab Prefect server on PostgreSQL: start until usable and idle memory, k two lab hosts with
+half of --channels pipelines each running lab-wide jobs on one lab server.
 The table is printed and, unless --no-docs, written into docs/benchmarks.md.
 """
 
@@ -27,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import ROOT, THEIRS_BIN, Row, kill_world, log  # noqa: E402
 
-ALL = "abcdefghij"
+ALL = "abcdefghijk"
 
 
 def machine() -> str:
@@ -103,7 +104,7 @@ def write_docs(rows: list[Row], command: str, started: str, took: float, notes: 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--scenarios", default=ALL, help="comma-separated subset of a-j (default all)")
+    ap.add_argument("--scenarios", default=ALL, help="comma-separated subset of a-k (default all)")
     ap.add_argument("--repeats", type=int, default=3, help="repeats of a-d and i (default 3)")
     ap.add_argument(
         "--quick",
@@ -116,7 +117,7 @@ def main() -> int:
         default="both",
         help="which tool(s) to run a-f and i against",
     )
-    ap.add_argument("--channels", type=int, default=None, help="pipelines in g (default 160)")
+    ap.add_argument("--channels", type=int, default=None, help="pipelines in g and k (default 160)")
     ap.add_argument("--no-docs", action="store_true", help="do not write docs/benchmarks.md")
     args = ap.parse_args()
 
@@ -138,6 +139,7 @@ def main() -> int:
     atexit.register(sweep_leftovers)
     import core
     import lab
+    import lab_scale
     import scale
     import storage
     import traces
@@ -166,6 +168,10 @@ def main() -> int:
         if "j" in which:
             log("scenario j: a lab host on the lab Prefect server (PostgreSQL)")
             rows += lab.scenario_j(kinds, args.repeats, args.quick, notes)
+        if "k" in which:
+            log("scenario k: two lab hosts, lab-wide jobs on one lab server (PostgreSQL)")
+            channels = args.channels or (16 if args.quick else 160)
+            rows += lab_scale.scenario_k(channels, args.quick, notes)
     except KeyboardInterrupt:
         notes.append("run interrupted; partial table")
     finally:

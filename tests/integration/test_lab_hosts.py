@@ -102,6 +102,22 @@ def samples(path: Path) -> int:
         return dt["counter"].sizes["uts"]
 
 
+def test_an_idle_lab_host_keeps_no_job_runner_warm(hosts: dict[str, Tomato]) -> None:
+    """A lab host idles lean (a job runner imports Prefect: ~90 MiB); one starts when a job
+    is queued."""
+    for host in hosts.values():
+        runners = []
+        for proc in psutil.process_iter(["cmdline", "environ"]):
+            try:
+                cmdline = " ".join(proc.info["cmdline"] or [])
+                where = cmdline + str(proc.info.get("environ") or {})
+            except psutil.Error:
+                continue
+            if "flows.runner" in cmdline and str(host.root) in where:
+                runners.append(proc.pid)
+        assert runners == [], f"{host.root.name} keeps job runners {runners} while idle"
+
+
 def test_each_lab_job_is_taken_by_exactly_one_host(
     lab: LabWorld, hosts: dict[str, Tomato]
 ) -> None:

@@ -75,6 +75,7 @@ class Daemon:
             target.client_env(),
             capacity=self.settings.jobs.per_runner,
             max_jobs=self.settings.jobs.runner_max_jobs,
+            keep_warm=self._warm_runner(),
         )
         self.pipelines = Pipelines(self.store, self.lock, self.supervisor, self._pipelines_changed)
         self.jobs = JobControl(
@@ -110,6 +111,10 @@ class Daemon:
         self.api = DaemonApi(self)
         self.server: RpcServer | None = None
 
+    def _warm_runner(self) -> bool:
+        warm = self.settings.jobs.warm_runner
+        return warm if warm is not None else self.settings.prefect.url is None
+
     def _prefect_target(self) -> tuple[PrefectTarget, EmbeddedServer | None]:
         cfg = self.settings.prefect
         auth_string = read_auth_string(cfg)
@@ -138,6 +143,8 @@ class Daemon:
         if name is not None:
             detail = {"error": job.error} if job.status == "ce" else {}
             self.sync.emit(job_event(name, job, self.origin, cause=change.cause.value, **detail))
+        if change.source is None:
+            self.launcher.fill(wanted=True)  # a runner for it, if none is warm
         if job.status in FINAL_STATUSES or change.source is None:
             self.gate.wake()  # a pipeline was released, or a job was queued
         if job.status in FINAL_STATUSES or job.status == "r":

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from tomato_cli.models.context import JobContext
 log = logging.getLogger(__name__)
 
 RUNNER_LOG = "job-runners.log"
+IDLE_RETIRE_S = 600.0  # without keep_warm, a runner without jobs for this long exits
 
 
 @dataclass
@@ -33,6 +35,7 @@ class JobRunner:
     served: int = 0
     ready: threading.Event = field(default_factory=threading.Event)
     retired: bool = False
+    idle_since: float = field(default_factory=time.monotonic)
 
     @property
     def pid(self) -> int:
@@ -50,6 +53,7 @@ class JobLauncher:
         capacity: int = 8,
         max_jobs: int = 100,
         on_job_end: Callable[[], None] = lambda: None,
+        keep_warm: bool = True,
     ):
         self.logdir = logdir
         self.on_job_end = on_job_end  # a runner said "done", or exited
@@ -57,6 +61,7 @@ class JobLauncher:
         self.capacity = capacity
         self.max_jobs = max_jobs
         self.lock = threading.Lock()
+        self.keep_warm = keep_warm  # else runners start for queued jobs and retire when idle
         self.runners: list[JobRunner] = []
         self.error: str | None = None  # why the last runner could not start
         self.by_job: dict[int, JobRunner] = {}
@@ -89,6 +94,8 @@ class JobLauncher:
             elif len(words) == 2 and words[0] == "done":
                 with self.lock:
                     runner.jobs.discard(int(words[1]))
+                    if not runner.jobs:
+                        runner.idle_since = time.monotonic()
                     if runner.served >= self.max_jobs and not runner.jobs:
                         self._retire(runner)
                 self.on_job_end()
@@ -114,11 +121,12 @@ class JobLauncher:
             and runner.served < self.max_jobs
         )
 
-    def fill(self) -> None:
-        """Keep one runner with room for a job, imported and waiting."""
+    def fill(self, wanted: bool = False) -> None:
+        """Keep one runner with room for a job, imported and waiting: always when kept
+        warm, else when a job is ``wanted`` (queued)."""
         with self.lock:
             self.runners = [r for r in self.runners if r.alive() or r.jobs]
-            if not any(self._free(r) for r in self.runners):
+            if (self.keep_warm or wanted) and not any(self._free(r) for r in self.runners):
                 self._spawn()
 
     def launch(self, context: JobContext) -> int:
@@ -154,10 +162,15 @@ class JobLauncher:
         return runner.proc.poll() if runner is not None else None
 
     def reap(self) -> None:
-        """Forget runners that have exited (their exit code is collected by poll)."""
+        """Forget runners that have exited (their exit code is collected by poll); retire
+        runners idle for ``IDLE_RETIRE_S`` unless kept warm."""
         with self.lock:
+            idle_before = time.monotonic() - IDLE_RETIRE_S
             for runner in self.runners:
                 runner.proc.poll()
+                idle = not runner.jobs and not runner.retired and runner.idle_since < idle_before
+                if idle and not self.keep_warm:
+                    self._retire(runner)
             live = {id(r) for r in self.runners if r.alive()}
             self.by_job = {j: r for j, r in self.by_job.items() if id(r) in live or r.jobs}
 

@@ -47,6 +47,10 @@ class JobsSettings(BaseModel):
     storage: Path
     per_runner: int = Field(default=8, ge=1, le=64)
     runner_max_jobs: int = Field(default=100, ge=1)
+    # a runner started ahead of time (it imports Prefect, about 90 MiB) so that no job waits
+    # for one; None: yes with the daemon's own Prefect server, no with a lab server (a lab
+    # host then idles as lean as tomato 2.2, and a runner starts when a job is queued)
+    warm_runner: bool | None = None
 
 
 class DevicesSettings(BaseModel):
