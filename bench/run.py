@@ -7,7 +7,8 @@ d sampling fidelity, e memory and CPU, f snapshot/NetCDF time vs stored samples,
 g 160 pipelines at once (ours only), h long job memory (ours only), i 1000-point
 traces: a 10 s job at 0.1 s and the store's append cost with traces, j a lab host using a
 lab Prefect server on PostgreSQL: start until usable and idle memory, k two lab hosts with
-half of --channels pipelines each running lab-wide jobs on one lab server.
+half of --channels pipelines each running lab-wide jobs on one lab server, l periodic
+snapshots through Prefect automations: CPU per snapshot and lag.
 The table is printed and, unless --no-docs, written into docs/benchmarks.md.
 """
 
@@ -28,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import ROOT, THEIRS_BIN, Row, kill_world, log  # noqa: E402
 
-ALL = "abcdefghijk"
+ALL = "abcdefghijkl"
 
 
 def machine() -> str:
@@ -104,7 +105,7 @@ def write_docs(rows: list[Row], command: str, started: str, took: float, notes: 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--scenarios", default=ALL, help="comma-separated subset of a-k (default all)")
+    ap.add_argument("--scenarios", default=ALL, help="comma-separated subset of a-l (default all)")
     ap.add_argument("--repeats", type=int, default=3, help="repeats of a-d and i (default 3)")
     ap.add_argument(
         "--quick",
@@ -141,6 +142,7 @@ def main() -> int:
     import lab
     import lab_scale
     import scale
+    import snapshots
     import storage
     import traces
 
@@ -172,6 +174,9 @@ def main() -> int:
             log("scenario k: two lab hosts, lab-wide jobs on one lab server (PostgreSQL)")
             channels = args.channels or (16 if args.quick else 160)
             rows += lab_scale.scenario_k(channels, args.quick, notes)
+        if "l" in which:
+            log("scenario l: periodic snapshots through Prefect automations")
+            rows += snapshots.scenario_l(args.quick, notes)
     except KeyboardInterrupt:
         notes.append("run interrupted; partial table")
     finally:
