@@ -7,27 +7,13 @@ import os
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tests.compat.tomato22 import BIN as THEIRS_BIN
 from tests.integration.harness import BIN as OURS_BIN
-from tests.integration.harness import kill_leftovers
+from tests.integration.harness import Result, kill_leftovers
 from tomato_cli.rpc import free_port
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def doc(self) -> Any:
-        return yaml.safe_load(self.out)
 
 
 class World:

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,17 @@ class Tomato:
         """Stop the daemon (cancelling jobs), then make sure nothing of it is left."""
         self.run("tomato", "stop", "--cancel-jobs", timeout=240)
         kill_leftovers(self.root)
+
+
+def eventually(check: Callable[[], Any], timeout: float = 30, what: str = "") -> Any:
+    """``check()``'s first truthy result; fails the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        time.sleep(0.3)
 
 
 def kill_leftovers(root: Path) -> None:

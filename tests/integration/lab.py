@@ -7,6 +7,8 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,18 @@ def lab_root() -> Path:
     root = Path(tempfile.mkdtemp(prefix="tomato-lab-test-"))
     root.chmod(0o755)
     return root
+
+
+@contextmanager
+def running_lab() -> Iterator[LabWorld]:
+    """A lab server on PostgreSQL over loopback TCP, on free ports, in a folder of its own."""
+    postgres_or_skip()
+    world = LabWorld(lab_root())
+    try:
+        world.start(db="tcp")
+        yield world
+    finally:
+        world.close()
 
 
 def cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,21 +18,16 @@ import psutil
 import pytest
 import xarray as xr
 
-from tests.integration.harness import Tomato, counter_payload
-from tests.integration.lab import LabWorld, configure_host, lab_root, postgres_or_skip
+from tests.integration.harness import Tomato, counter_payload, eventually
+from tests.integration.lab import LabWorld, configure_host, running_lab
 
 HOSTS = {"bench-a": "127.0.0.2", "bench-b": "127.0.0.3"}
 
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[LabWorld]:
-    postgres_or_skip()
-    world = LabWorld(lab_root())
-    try:
-        world.start(db="tcp")
+    with running_lab() as world:
         yield world
-    finally:
-        world.close()
 
 
 @pytest.fixture(scope="module")
@@ -62,16 +57,6 @@ def post(lab: LabWorld, path: str, body: dict[str, Any]) -> httpx.Response:
     return httpx.post(
         f"{lab.api_url}{path}", json=body, auth=tuple(lab.auth.split(":", 1)), timeout=10
     )
-
-
-def eventually(check: Callable[[], Any], timeout: float = 60, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
-        time.sleep(0.5)
 
 
 def lab_submit(host: Tomato, lab: LabWorld, payload: dict[str, Any], *extra: str) -> str:
@@ -118,9 +103,7 @@ def test_an_idle_lab_host_keeps_no_job_runner_warm(hosts: dict[str, Tomato]) -> 
         assert runners == [], f"{host.root.name} keeps job runners {runners} while idle"
 
 
-def test_each_lab_job_is_taken_by_exactly_one_host(
-    lab: LabWorld, hosts: dict[str, Tomato]
-) -> None:
+def test_each_lab_job_is_taken_by_exactly_one_host(lab: LabWorld, hosts: dict[str, Tomato]) -> None:
     for host in hosts.values():
         host.prepare("pip-counter-1", "shared")
     payload = counter_payload("shared", 0.5, 0.1, unlock_when_done=True)

@@ -15,7 +15,14 @@ import pytest
 import xarray as xr
 
 from tests.integration.harness import Tomato, counter_payload, kill_leftovers
-from tests.integration.lab import LabWorld, cli, configure_host, lab_root, postgres_or_skip
+from tests.integration.lab import (
+    LabWorld,
+    cli,
+    configure_host,
+    lab_root,
+    postgres_or_skip,
+    running_lab,
+)
 from tomato_cli.models.credentials import write_auth_file
 from tomato_cli.orchestration.lab_server import api_status, postgres_bindir
 from tomato_cli.rpc import Unreachable, call, free_port
@@ -26,14 +33,8 @@ HOST_NAME = "bench-a"
 
 @pytest.fixture(scope="module")
 def lab_server() -> Iterator[LabWorld]:
-    """A lab server on PostgreSQL over loopback TCP, on free ports, in a folder of its own."""
-    postgres_or_skip()
-    world = LabWorld(lab_root())
-    try:
-        world.start(db="tcp")
+    with running_lab() as world:
         yield world
-    finally:
-        world.close()
 
 
 @pytest.fixture(scope="module")

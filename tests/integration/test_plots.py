@@ -172,9 +172,10 @@ def test_pipelines_overview_is_one_artifact_kept_current(lab: Tomato, tmp_path: 
         assert f"| {name} |" in latest[0]["data"]
     lab.ok("tomato", "pipeline", "eject", "pip-counter-3")
     deadline = time.monotonic() + 30
-    while "| pip-counter-3 |  | no |" not in prefect_api(lab, "/artifacts/latest/filter", key)[
-        0
-    ]["data"]:
+    while (
+        "| pip-counter-3 |  | no |"
+        not in prefect_api(lab, "/artifacts/latest/filter", key)[0]["data"]
+    ):
         assert time.monotonic() < deadline, "the eject did not show"
         time.sleep(0.5)
     # updated in place: one artifact, however often it changed

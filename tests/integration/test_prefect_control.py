@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ import httpx
 import pytest
 import xarray as xr
 
-from tests.integration.harness import BIN, Tomato, counter_payload, kill_leftovers
+from tests.integration.harness import BIN, Tomato, counter_payload, eventually, kill_leftovers
 
 DEVICES = {
     "devices": [
@@ -67,16 +67,6 @@ def set_state(lab: Tomato, flow_run_id: str, state: dict[str, Any], force: bool 
 def logs(lab: Tomato, flow_run_id: str) -> str:
     body = {"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "limit": 200}
     return "\n".join(r["message"] for r in httpx.post(f"{api(lab)}/logs/filter", json=body).json())
-
-
-def eventually(check: Callable[[], Any], timeout: float = 30, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
-        time.sleep(0.3)
 
 
 def state_of(lab: Tomato, flow_run_id: str) -> tuple[str, str]:
@@ -160,6 +150,7 @@ def test_pipelines_are_work_queues_and_a_running_job_holds_its_slot(
         json={"names": ["pipeline:ctl-1"], "slots": 1, "mode": "concurrency"},
     )
     assert second.status_code == 423, second.text
+
     def tagged() -> dict[str, Any] | None:
         run = flow_run(ctl, job["flow_run_id"]).json()
         return run if "pipeline:ctl-1" in run["tags"] else None
@@ -260,9 +251,10 @@ def test_deleting_a_running_job_run_cancels_it_with_its_data(ctl: Tomato, tmp_pa
     eventually(lambda: sync_is_healthy(ctl), what="the sync is healthy again")
     # and the next job on that pipeline runs
     ctl.prepare("ctl-4", "after-delete")
-    assert ctl.wait_job(ctl.submit(counter_payload("after-delete", 0.5, 0.1), cwd=tmp_path))[
-        "status"
-    ] == "c"
+    assert (
+        ctl.wait_job(ctl.submit(counter_payload("after-delete", 0.5, 0.1), cwd=tmp_path))["status"]
+        == "c"
+    )
 
 
 # the automation of docs/usage.md ("Using the Prefect UI"), with an action that needs no block
@@ -286,7 +278,11 @@ def test_failed_set_on_a_running_job_stops_it_as_ce(ctl: Tomato, tmp_path: Path)
     env = {**os.environ, "PREFECT_API_URL": api(ctl), "PREFECT_HOME": str(tmp_path / "h")}
     out = subprocess.run(
         [str(BIN / "prefect"), "automation", "create", "--from-file", "failed.yaml"],
-        capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=tmp_path,
     )
     assert out.returncode == 0, out.stdout + out.stderr
     ctl.prepare("ctl-5", "fail-running")
@@ -299,6 +295,7 @@ def test_failed_set_on_a_running_job_stops_it_as_ce(ctl: Tomato, tmp_path: Path)
     assert samples(tmp_path / f"results.{jobid}.nc") >= 10
     assert ctl.ok("passata", "status", "ctl-addr,5")["running"] is False
     assert state_of(ctl, job["flow_run_id"])[0] == "FAILED"
+
     def failed_event() -> dict[str, Any] | None:
         events = job_events(ctl, jobid)
         return next((e for e in events if e["event"] == "tomato.job.failed"), None)
@@ -376,9 +373,7 @@ def test_pause_and_resume_from_the_cli(ctl: Tomato, tmp_path: Path) -> None:
     assert "not paused" in ctl.fails("ketchup", "resume", str(jobid))
 
 
-def test_pause_and_resume_from_the_ui_and_cancel_while_paused(
-    ctl: Tomato, tmp_path: Path
-) -> None:
+def test_pause_and_resume_from_the_ui_and_cancel_while_paused(ctl: Tomato, tmp_path: Path) -> None:
     ctl.prepare("ctl-8", "pause-ui")
     jobid = ctl.submit(counter_payload("pause-ui", 60, 0.1), cwd=tmp_path)
     job = ctl.wait_job(jobid, ("r",), timeout=60)
@@ -451,12 +446,15 @@ def test_a_flow_run_started_elsewhere_touches_nothing(ctl: Tomato, tmp_path: Pat
     jobid = ctl.submit(counter_payload("bypass", 4, 0.1), cwd=tmp_path)
     job = ctl.wait_job(jobid, ("r",), timeout=60)
     script = (
-        "from flows.job import tomato_job\n"
-        f"state = tomato_job(jobid={jobid}, return_state=True)\n"
+        f"from flows.job import tomato_job\nstate = tomato_job(jobid={jobid}, return_state=True)\n"
     )
     env = {**os.environ, "PREFECT_API_URL": api(ctl), "PREFECT_HOME": str(tmp_path / "h")}
     out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120,
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
         cwd=tmp_path,
     )
     assert "not started by the tomato daemon's gate" in out.stdout + out.stderr

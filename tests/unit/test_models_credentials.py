@@ -92,7 +92,9 @@ def test_write_auth_file_makes_a_private_file_and_never_overwrites(tmp_path) -> 
 
 
 def test_url_with_credentials_is_refused_without_echo(tmp_path) -> None:
-    path = settings_file(tmp_path, f'[prefect]\nurl = "http://tomato:{SECRET}@127.0.0.1:4200/api"\n')
+    path = settings_file(
+        tmp_path, f'[prefect]\nurl = "http://tomato:{SECRET}@127.0.0.1:4200/api"\n'
+    )
     with pytest.raises(ConfigError) as exc:
         load_settings(path)
     assert_one_line(str(exc.value), f"settings file {path}", "use auth_file")

@@ -1,6 +1,5 @@
 """tomato_cli.units: durations, quantities and CF unit strings."""
 
-
 import time
 
 import pytest

@@ -15,9 +15,7 @@ from tomato_cli import prefect_internals as internals
 
 def run(code: str) -> subprocess.CompletedProcess[str]:
     """Apply adjustments in a process of their own: they change Prefect's classes."""
-    return subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
-    )
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
 
 
 def test_supported_version_is_installed() -> None:
@@ -109,7 +107,10 @@ def test_heartbeat_guard() -> None:
 
     class Client:
         def send_worker_heartbeat(
-            self, work_pool_name, worker_name, heartbeat_interval_seconds=None  # noqa: ANN001
+            self,
+            work_pool_name,
+            worker_name,
+            heartbeat_interval_seconds=None,  # noqa: ANN001
         ):
             calls.append((work_pool_name, worker_name, heartbeat_interval_seconds))
 

@@ -25,24 +25,23 @@ CHUNK = 200  # flow run ids per filter request
 # runs made in Prefect (a Run of the deployment, a Retry) that are not jobs yet
 ACTIVE_TYPES = ("SCHEDULED", "PENDING", "RUNNING")
 
-PARAMETERS = {
-    "title": "Parameters",
-    "type": "object",
-    "properties": {
-        "payload": {
-            "title": "payload",
-            "description": "A tomato payload (any version from 0.1 to 2.2): a mapping, or its "
-            "YAML text. Runs made in Prefect become tomato jobs and wait for a matching, "
-            "ready pipeline like jobs from `ketchup submit`.",
-            "anyOf": [{"type": "object"}, {"type": "string"}],
-        },
-        "jobid": {
-            "title": "jobid",
-            "description": "Set by tomato; leave it empty.",
-            "type": "integer",
-        },
-    },
-}
+
+def parameter_schema(payload_note: str, **more: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI schema of a tomato deployment's parameters, which the UI's Run form shows."""
+    payload = {
+        "title": "payload",
+        "description": "A tomato payload (any version from 0.1 to 2.2): a mapping, or its "
+        f"YAML text. {payload_note}",
+        "anyOf": [{"type": "object"}, {"type": "string"}],
+    }
+    return {"title": "Parameters", "type": "object", "properties": {"payload": payload, **more}}
+
+
+PARAMETERS = parameter_schema(
+    "Runs made in Prefect become tomato jobs and wait for a matching, ready pipeline like "
+    "jobs from `ketchup submit`.",
+    jobid={"title": "jobid", "description": "Set by tomato; leave it empty.", "type": "integer"},
+)
 
 
 def work_pool_name(port: int, embedded: bool, host_name: str | None = None) -> str:
@@ -72,9 +71,7 @@ def job_tags(job: Job, host: str | None = None) -> list[str]:
 class FlowRuns:
     """Calls on the job deployment and the jobs' flow runs (the daemon's DB is the truth)."""
 
-    def __init__(
-        self, port: int, embedded: bool, host_name: str | None = None, instance: str = ""
-    ):
+    def __init__(self, port: int, embedded: bool, host_name: str | None = None, instance: str = ""):
         from prefect.client.orchestration import get_client
 
         self.port = port
@@ -241,9 +238,7 @@ class FlowRuns:
         from prefect.exceptions import PrefectHTTPStatusError
 
         try:
-            self.client.request(
-                "DELETE", "/automations/{id}", path_params={"id": automation_id}
-            )
+            self.client.request("DELETE", "/automations/{id}", path_params={"id": automation_id})
         except PrefectHTTPStatusError as exc:
             if exc.response.status_code != 404:
                 raise
@@ -251,9 +246,7 @@ class FlowRuns:
     def automations(self, prefix: str) -> list[tuple[str, str]]:
         """(id, name) of the automations whose name starts with ``prefix``."""
         response = self.client.request("POST", "/automations/filter", json={"limit": 200})
-        return [
-            (str(a["id"]), a["name"]) for a in response.json() if a["name"].startswith(prefix)
-        ]
+        return [(str(a["id"]), a["name"]) for a in response.json() if a["name"].startswith(prefix)]
 
     # what users did in Prefect
     def unexpected(

@@ -17,30 +17,21 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tomato_cli.names import CLAIMED, ENTRYPOINT, FLOW_NAME, HOST_TAG, LAB_DEPLOYMENT, LAB_POOL
+from tomato_cli.orchestration.flow_runs import parameter_schema
 
 log = logging.getLogger(__name__)
 
 MAX_HOSTS = 99  # job ids are k * 100 + host number
 ABANDONED_S = 60.0  # a claim that did not become a job within this is given up
 
-PARAMETERS = {
-    "title": "Parameters",
-    "type": "object",
-    "properties": {
-        "payload": {
-            "title": "payload",
-            "description": "A tomato payload (any version from 0.1 to 2.2): a mapping, or its "
-            "YAML text. The first tomato host with a ready pipeline that holds its sample "
-            "takes it.",
-            "anyOf": [{"type": "object"}, {"type": "string"}],
-        },
-        "host": {
-            "title": "host",
-            "description": "Only this tomato host may take the job (its [daemon] name).",
-            "type": "string",
-        },
+PARAMETERS = parameter_schema(
+    "The first tomato host with a ready pipeline that holds its sample takes it.",
+    host={
+        "title": "host",
+        "description": "Only this tomato host may take the job (its [daemon] name).",
+        "type": "string",
     },
-}
+)
 
 
 class HostNumberTaken(RuntimeError):
