@@ -114,9 +114,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
         url = urllib.parse.urlsplit(self.path)
         query = dict(urllib.parse.parse_qsl(url.query))
         prefixes = [p for p in self.server.get_routes if url.path.startswith(p)]
-        if not _loopback_name(self.headers.get("Host", "")):
+        if not self._own_name():
             # a page whose own name was made to point here (DNS rebinding) reads nothing
-            response = HttpResponse(403, b"only loopback addresses are served\n")
+            response = HttpResponse(403, b"only this server's own addresses are served\n")
         elif not prefixes:
             response = HttpResponse(404, b"not found\n")
         else:
@@ -134,10 +134,26 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(response.body)
 
+    def _own_name(self) -> bool:
+        """Whether the Host header names loopback or the address this server is bound to."""
+        name = _host_name(self.headers.get("Host", ""))
+        return (
+            name in ("localhost", "::1")
+            or name.startswith("127.")
+            or (name == str(self.server.server_address[0]).lower())
+        )
+
     def do_POST(self) -> None:  # noqa: N802 - stdlib naming
         length = int(self.headers.get("Content-Length", 0))
+        body_bytes = self.rfile.read(length)
+        content_type = self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+        if content_type != "application/json" or not self._own_name():
+            # a web page can POST text/plain to loopback without asking first; only a
+            # JSON request sent to our own name is a tomato client's
+            self._refuse_post()
+            return
         try:
-            body = json.loads(self.rfile.read(length) or b"{}")
+            body = json.loads(body_bytes or b"{}")
             cmd = str(body["cmd"])
             args = dict(body.get("args") or {})
         except (ValueError, KeyError, TypeError) as exc:
@@ -156,14 +172,20 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
+    def _refuse_post(self) -> None:
+        body = b"tomato commands are JSON sent to this server's own address\n"
+        self.send_response(403)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
-def _loopback_name(host: str) -> bool:
-    """Whether a Host header names this machine's loopback (with or without a port)."""
+
+def _host_name(host: str) -> str:
+    """The name in a Host header, without its port."""
     if host.startswith("["):
-        name = host[1:].split("]", 1)[0]
-    else:
-        name = host.split(":", 1)[0].lower()
-    return name in ("localhost", "::1") or name.startswith("127.")
+        return host[1:].split("]", 1)[0].lower()
+    return host.split(":", 1)[0].lower()
 
 
 def call(port: int, cmd: str, timeout: float = 10.0, host: str = LOOPBACK, **args: Any) -> Reply:

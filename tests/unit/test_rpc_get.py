@@ -73,3 +73,45 @@ def test_only_loopback_names_are_served(server: RpcServer) -> None:
         conn.endheaders()
         assert conn.getresponse().status == status, host
         conn.close()
+
+
+def post(server: RpcServer, body: bytes, content_type: str, host: str) -> tuple[int, bytes]:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    conn.putrequest("POST", "/", skip_host=True)
+    conn.putheader("Host", host)
+    conn.putheader("Content-Type", content_type)
+    conn.putheader("Content-Length", str(len(body)))
+    conn.endheaders(body)
+    response = conn.getresponse()
+    try:
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def test_commands_come_only_as_json_to_our_own_name() -> None:
+    """A web page may POST text/plain to loopback unasked (no CORS preflight): refused."""
+    handled: list[str] = []
+    srv = RpcServer("127.0.0.1", 0, lambda cmd, args: handled.append(cmd) or Reply(True, cmd))
+    srv.start_background()
+    try:
+        body = b'{"cmd": "cancel", "args": {"jobid": 1}}'
+        own = f"127.0.0.1:{srv.port}"
+        for content_type, host in (
+            ("text/plain", own),
+            ("application/x-www-form-urlencoded", own),
+            ("", own),
+            ("application/json", "evil.example"),
+        ):
+            status, text = post(srv, body, content_type, host)
+            assert status == 403, (content_type, host)
+            assert b"JSON sent to this server's own address" in text
+        assert handled == []
+        status, text = post(srv, body, "application/json; charset=utf-8", own)
+        assert status == 200 and b'"success": true' in text
+        assert handled == ["cancel"]
+    finally:
+        srv.shutdown()
+        srv.server_close()
