@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import contextvars
-import threading
 import time
-from collections import defaultdict
 from functools import partial
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import (
-    create_progress_artifact,
-    create_table_artifact,
-    update_progress_artifact,
-)
 from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import Abort
 from prefect.futures import wait
@@ -24,12 +16,10 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from drivers.samples import collect_task_data
 from flows.context import JobRun, NotGranted, granted_context
 from flows.plot_artifact import create_plot_artifact
+from flows.progress import Progress
 from tomato_cli.models import Job, Task
 from tomato_cli.names import LAB_DEPLOYMENT
 from tomato_cli.store.results import write_final_results
-
-PROGRESS_EVERY_S = 5.0
-LATEST_EVERY_S = 30.0
 
 
 class StepError(RuntimeError):
@@ -161,40 +151,6 @@ def _failure(state: Any) -> str:
     return str(exc) if isinstance(exc, BaseException) else str(state.message)
 
 
-def _planned_duration(run: JobRun) -> float:
-    per_role: dict[str, float] = defaultdict(float)
-    for step in run.job.payload.method:
-        per_role[step.component_role] += step.max_duration
-    return max(per_role.values())
-
-
-def _latest_table(run: JobRun) -> None:
-    rows = [
-        {"role": role, "quantity": name, "value": value, "samples": run.samples.get(role, 0)}
-        for role, values in sorted(run.latest.items())
-        for name, value in values.items()
-    ]
-    if rows:
-        create_table_artifact(
-            rows, key=f"tomato-job-{run.job.id}-latest", description="latest values"
-        )
-
-
-def _progress_loop(run: JobRun, artifact_id: Any) -> None:
-    """Keep the UI's progress bar and latest-values table current (runs in the flow context)."""
-    total = _planned_duration(run)
-    last_table = 0.0
-    while not run.steps_done.wait(PROGRESS_EVERY_S):
-        pct = min(99.0, 100.0 * run.active_s() / total)
-        try:
-            update_progress_artifact(artifact_id, pct)
-            if time.monotonic() - last_table >= LATEST_EVERY_S:
-                last_table = time.monotonic()
-                _latest_table(run)
-        except Exception:  # the UI's view must never stop a job
-            pass
-
-
 @flow(name="tomato-job", task_runner=ThreadPoolTaskRunner(max_workers=64), persist_result=False)
 def tomato_job(jobid: int | None = None, payload: dict[str, Any] | str | None = None):
     """Run one tomato job on the pipeline the daemon's gate granted it.
@@ -220,10 +176,9 @@ def tomato_job(jobid: int | None = None, payload: dict[str, Any] | str | None = 
     )
     run.report("r")
     run.watch_mailbox()
-    artifact = create_progress_artifact(0.0, description=f"tomato job {run.job.id}")
+    progress = Progress(run)
     create_plot_artifact(run)
-    copied = contextvars.copy_context()  # artifacts made there belong to this flow run
-    threading.Thread(target=copied.run, args=(_progress_loop, run, artifact), daemon=True).start()
+    progress.start()
 
     previous: dict[str, Any] = {}
     futures = []
@@ -237,7 +192,7 @@ def tomato_job(jobid: int | None = None, payload: dict[str, Any] | str | None = 
         futures.append(future)
     wait(futures)
     run.steps_done.set()
-    return _finish(run, futures, artifact)
+    return _finish(run, futures, progress)
 
 
 def _back_to_lab_queue(flow_run_id: str) -> None:
@@ -249,7 +204,7 @@ def _back_to_lab_queue(flow_run_id: str) -> None:
         client.set_flow_run_state(flow_run_id, waiting, force=True)
 
 
-def _finish(run: JobRun, futures: list[Any], artifact: Any) -> Any:
+def _finish(run: JobRun, futures: list[Any], progress: Progress) -> Any:
     """Reset the components, write the results, tell the daemon; the flow run's state."""
     errors = [_failure(f.state) for f in futures if not f.state.is_completed()]
     try:
@@ -287,9 +242,5 @@ def _finish(run: JobRun, futures: list[Any], artifact: Any) -> Any:
     else:
         run.report("c")
         state = Completed(message=f"{total} samples written to {path}")
-    try:
-        update_progress_artifact(artifact, 100.0)
-        _latest_table(run)
-    except Exception:
-        pass
+    progress.finish()
     return state

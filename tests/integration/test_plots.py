@@ -182,6 +182,25 @@ def test_pipelines_overview_is_one_artifact_kept_current(lab: Tomato, tmp_path: 
     assert len(prefect_api(lab, "/artifacts/filter", key)) == 1
 
 
+def test_progress_and_latest_values_are_one_artifact_each(lab: Tomato, tmp_path: Path) -> None:
+    """Updated in place: a week-long job must not leave thousands of artifact versions."""
+    lab.prepare("pip-counter-2", "latest-1")
+    jobid = lab.submit(counter_payload("latest-1", duration=8, interval=0.2), cwd=tmp_path)
+    job = lab.wait_job(jobid)
+    assert job["status"] == "c", job
+    by_run = {"flow_runs": {"id": {"any_": [job["flow_run_id"]]}}}
+    found = prefect_api(lab, "/artifacts/filter", by_run)
+    kinds = sorted(a["type"] for a in found)
+    assert kinds == ["markdown", "progress", "table"], kinds
+    progress = next(a for a in found if a["type"] == "progress")
+    assert progress["data"] == 100.0
+    table = next(a for a in found if a["type"] == "table")
+    assert table["key"] == f"tomato-job-{jobid}-latest"
+    rows = json.loads(table["data"])
+    assert {r["role"] for r in rows} == {"counter"} and rows[0]["samples"] >= 30, rows
+    lab.ok("tomato", "pipeline", "eject", "pip-counter-2")
+
+
 def test_start_and_stop_show_progress_in_a_terminal(fresh: Tomato) -> None:
     fresh.init()
     code, out = run_in_pty(cli(fresh, "tomato", "start"), fresh.root, 60)

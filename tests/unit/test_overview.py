@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from tomato_cli.daemon.overview_feed import planned_duration
 from tomato_cli.models import parse_payload
 from tomato_cli.orchestration.overview import (
     COALESCE_S,
@@ -75,4 +74,4 @@ def test_planned_duration_is_the_longest_role() -> None:
         },
         "payload",
     )
-    assert planned_duration(payload) == 15
+    assert payload.planned_duration() == 15

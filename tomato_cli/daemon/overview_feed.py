@@ -10,12 +10,10 @@ from __future__ import annotations
 import logging
 import time
 import weakref
-from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tomato_cli.models.job import LIVE_STATUSES
-from tomato_cli.models.payload import Payload
 from tomato_cli.orchestration.overview import OverviewArtifact, PipelineRow, overview_key
 
 if TYPE_CHECKING:
@@ -25,14 +23,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CHECK_S = 1.0
-
-
-def planned_duration(payload: Payload) -> float:
-    """How long the payload's steps take if none ends early: its longest role."""
-    per_role: dict[str, float] = defaultdict(float)
-    for step in payload.method:
-        per_role[step.component_role] += step.max_duration
-    return max(per_role.values(), default=0.0)
 
 
 @dataclass(frozen=True)
@@ -85,7 +75,7 @@ class OverviewFeed:
             if job is None:
                 return None
             launched = job.launched_at.timestamp() if job.launched_at else None
-            self.times[jobid] = _JobTimes(launched, planned_duration(job.payload), job.flow_run_id)
+            self.times[jobid] = _JobTimes(launched, job.payload.planned_duration(), job.flow_run_id)
         return self.times[jobid]
 
 

@@ -67,9 +67,7 @@ def check_size(data: Any, limit: int = MAX_NODES) -> None:
         node = stack.pop()
         seen += 1
         if seen > limit:
-            raise ValueError(
-                f"holds more than {limit} values once its YAML aliases are expanded"
-            )
+            raise ValueError(f"holds more than {limit} values once its YAML aliases are expanded")
         if isinstance(node, dict):
             stack.extend(node.values())
         elif isinstance(node, list):

@@ -189,6 +189,15 @@ class Payload(BaseModel):
                     raise ValueError(f"method[{i}].{field}: a task cannot wait for itself")
         return self
 
+    def planned_duration(self) -> float:
+        """Seconds the steps take if none ends early: the longest role's steps in turn."""
+        per_role: dict[str, float] = {}
+        for task in self.method:
+            per_role[task.component_role] = per_role.get(task.component_role, 0.0) + (
+                task.max_duration
+            )
+        return max(per_role.values(), default=0.0)
+
     def techniques_by_role(self) -> dict[str, set[str]]:
         """The technique names each component role must provide."""
         out: dict[str, set[str]] = {}
