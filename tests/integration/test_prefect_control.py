@@ -120,6 +120,11 @@ def samples(path: Path) -> int:
         return dt["counter"].sizes["uts"]
 
 
+def queue_status(lab: Tomato, pool: str, name: str) -> str:
+    queues = httpx.post(f"{api(lab)}/work_pools/{pool}/queues/filter", json={}).json()
+    return next(q["status"] for q in queues if q["name"] == name)
+
+
 # pipelines in Prefect
 def test_pipelines_are_work_queues_and_a_running_job_holds_its_slot(
     ctl: Tomato, tmp_path: Path
@@ -141,6 +146,12 @@ def test_pipelines_are_work_queues_and_a_running_job_holds_its_slot(
         what="the queue of a ready pipeline is not paused",
     )
     assert "sample slot-sample" in queue["description"] and "ready" in queue["description"]
+    eventually(
+        lambda: queue_status(ctl, info["work_pool"], "pipeline:ctl-1") == "READY",
+        40,
+        "the ready pipeline's queue shows Ready (the daemon polls it)",
+    )
+    assert queue_status(ctl, info["work_pool"], "pipeline:ctl-2") == "PAUSED"  # no sample
     jobid = ctl.submit(counter_payload("slot-sample", 8, 0.1), cwd=tmp_path)
     job = ctl.wait_job(jobid, ("r",), timeout=60)
     eventually(lambda: slot(ctl, "ctl-1") == 1, what="the running job holds the slot")
@@ -163,6 +174,8 @@ def test_pipelines_are_work_queues_and_a_running_job_holds_its_slot(
     pool = httpx.get(f"{api(ctl)}/work_pools/{info['work_pool']}").json()
     assert pool["status"] == "READY"
     assert eventually(lambda: deployment(ctl)["status"] == "READY", 40, "deployment Ready")
+    # after a job the pipeline wants `tomato pipeline ready` again (as in tomato 2.2)
+    assert queue_status(ctl, info["work_pool"], "pipeline:ctl-1") == "PAUSED"
 
 
 # jobs started from Prefect
