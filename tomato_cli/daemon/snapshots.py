@@ -122,6 +122,7 @@ class PeriodicSnapshots:
             with self.lock:
                 if entry.jobid in self.jobs:
                     entry.automation_id = automation_id
+                    entry.last = time.monotonic()  # its window opens with the event below
                 else:
                     self.ended.append(automation_id)
             self.emit(job_event(SNAPSHOT, job, self.origin, armed=True))
@@ -143,8 +144,12 @@ class PeriodicSnapshots:
         """A (re)started Prefect server has lost its triggers' open windows: each running
         job's automation starts a new one now."""
         with self.lock:
-            armed = [e.jobid for e in self.jobs.values() if e.automation_id is not None]
-        for jobid in armed:
+            armed = [e for e in self.jobs.values() if e.automation_id is not None]
+            for entry in armed:
+                # the daemon's deadline counts from the window the event below opens, not
+                # from the last snapshot it wrote itself while Prefect was away
+                entry.last = time.monotonic()
+        for jobid in [e.jobid for e in armed]:
             job = self.store.job(jobid)
             if job is not None and job.status not in FINAL_STATUSES:
                 self.emit(job_event(SNAPSHOT, job, self.origin, armed=True))
