@@ -3,10 +3,11 @@
 Runs in its own thread, so the daemon answers while Prefect starts or is away. The
 daemon's state store is the truth. Each round this thread gives every job its flow run,
 pushes the states the daemon decided, shows the pipelines, keeps the pipeline slots' leases
-and sends tomato's events; every ``WATCH_INTERVAL_S`` it looks for what users did to the
-jobs' flow runs in Prefect (see :mod:`tomato_cli.daemon.prefect_actions`) and hands it to
-the daemon through the narrow :class:`SyncHost` interface. One bad record (a deleted flow
-run, a refused state) is dealt with on its own and never holds up the others.
+(:mod:`tomato_cli.daemon.slot_leases`) and sends tomato's events; every ``WATCH_INTERVAL_S``
+it looks for what users did to the jobs' flow runs in Prefect
+(:mod:`tomato_cli.daemon.prefect_watch`), which hands it to the daemon through the narrow
+:class:`SyncHost` interface. One bad record (a deleted flow run, a refused state) is dealt
+with on its own and never holds up the others.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tomato_cli.daemon.overview_feed import publish_overview
-from tomato_cli.daemon.prefect_actions import EXPECTED, Reaction, reaction_to
-from tomato_cli.daemon.state import StateStore
-from tomato_cli.models import FINAL_STATUSES, LIVE_STATUSES, WAITING_STATUSES, Job
+from tomato_cli.daemon.prefect_watch import PrefectWatch, WatchHost
+from tomato_cli.daemon.slot_leases import SlotLeases
+from tomato_cli.models import LIVE_STATUSES, WAITING_STATUSES, Job
 from tomato_cli.orchestration.server import EmbeddedServer, PrefectTarget, is_healthy
 
 if TYPE_CHECKING:
@@ -40,25 +41,8 @@ POLL_S = 10.0  # worker heartbeat and queue polling (the UI shows them Ready)
 MAX_EVENTS = 10_000  # events kept while Prefect is away
 
 
-class SyncHost(Protocol):
-    """What the Prefect sync may ask of the daemon."""
-
-    store: StateStore
-
-    def attach_flow_run(self, jobid: int, flow_run_id: str) -> None:
-        """The job's flow run exists in Prefect now."""
-
-    def act_from_prefect(self, jobid: int, reaction: Reaction, reason: str) -> None:
-        """Do what a user did to the job's flow run in Prefect (cancel, fail, pause...)."""
-
-    def submit_from_prefect(
-        self, flow_run_id: str | None, parameters: dict[str, Any], retry_of: Job | None
-    ) -> Job:
-        """A run made in Prefect (or a Retry of ``retry_of``) becomes a new job, without a
-        flow run yet; raises ValueError with the reason."""
-
-    def has_ended(self, job: Job) -> bool:
-        """The job's flow run left its final word (its own end is no user action)."""
+class SyncHost(WatchHost, Protocol):
+    """What the Prefect sync may ask of the daemon (watching Prefect's part included)."""
 
     def pipeline_views(self) -> dict[str, PipelineView]:
         """What Prefect shows of each pipeline."""
@@ -92,7 +76,8 @@ class PrefectSync:
         self._stop = threading.Event()
         self._last_poll = 0.0
         self._last_watch = 0.0
-        self._renewed: dict[str, float] = {}  # lease id -> when it was last renewed
+        self.watch = PrefectWatch(host)
+        self.leases = SlotLeases(host.store)
         self._pipelines_dirty = True
         self._failures: dict[int, int] = {}  # job id -> consecutive failed pushes
         self._problems: list[str] = []  # what went wrong with single records this round
@@ -141,18 +126,10 @@ class PrefectSync:
         slots = self.slots
         if slots is None or not self.healthy:
             raise ConnectionError("Prefect is not reachable")
-        lease = slots.take(pipeline, flow_run_id)
-        self._renewed[lease] = time.monotonic()
-        return lease
+        return self.leases.take(slots, pipeline, flow_run_id)
 
     def give_back_slot(self, lease_id: str) -> None:
-        slots = self.slots
-        try:
-            if slots is not None:
-                slots.give_back(lease_id)
-        except Exception as exc:  # it expires on its own
-            log.warning("could not give back lease %s: %s", lease_id, exc)
-        self._renewed.pop(lease_id, None)
+        self.leases.give_back(self.slots, lease_id)
 
     def public(self) -> dict[str, Any]:
         lagging = self.store.unsynced_count()
@@ -191,7 +168,7 @@ class PrefectSync:
         slots = PipelineSlots(flow_runs.pool, flow_runs.host)
         slots.show(self.host.pipeline_views())
         self._pipelines_dirty = False
-        self._keep_leases(slots, connecting=True)
+        self.leases.keep(slots, connecting=True)
         if self.lab_claims is not None:
             self.lab = self._join_lab(flow_runs)
         if self.snapshots is not None:
@@ -283,13 +260,15 @@ class PrefectSync:
             self.slots.show(self.host.pipeline_views())
         self._push_states(self.flow_runs)
         publish_overview(self)
-        self._keep_leases(self.slots)
+        self.leases.keep(self.slots)
         if self.snapshots is not None:
             self.snapshots.reconcile(self.flow_runs, connecting=False)
         self._send_events(self.flow_runs)
         if now - self._last_watch >= WATCH_INTERVAL_S:
             self._last_watch = now
-            self._watch(self.flow_runs)
+            self.watch.look(self.flow_runs)
+            if self.lab is not None and self.lab_claims is not None:
+                self.lab_claims.round(self.flow_runs, self.lab)
 
     def _push_states(self, flow_runs: FlowRuns) -> None:
         """Every job gets its flow run; the states the daemon decided are pushed.
@@ -305,7 +284,7 @@ class PrefectSync:
                 self._push(flow_runs, job, pushed)
                 self._failures.pop(job.id, None)
             except ObjectNotFound:
-                self._deleted(job)
+                self.watch.deleted(job)
             except Exception as exc:
                 count = self._failures[job.id] = self._failures.get(job.id, 0) + 1
                 log.warning("job %s: Prefect refused its state (%d): %s", job.id, count, exc)
@@ -333,37 +312,6 @@ class PrefectSync:
             state_id = flow_runs.set_status(frid, job.status, job.error, force=force)
         self.store.set_prefect_status(job.id, job.status, state_id)
 
-    def _deleted(self, job: Job) -> None:
-        log.info("job %s: its flow run was deleted in Prefect", job.id)
-        self.store.set_prefect_status(job.id, job.status, "deleted")
-        if job.status not in FINAL_STATUSES:
-            self.host.act_from_prefect(job.id, Reaction.CANCEL, "its flow run was deleted")
-
-    def _keep_leases(self, slots: PipelineSlots, connecting: bool = False) -> None:
-        """Renew the slots of live jobs, give back those of ended jobs, and after a
-        (re)connect retake what a restarted server forgot."""
-        from tomato_cli.orchestration.pipeline_slots import RENEW_S
-
-        for jobid, lease in self.store.leases(FINAL_STATUSES).items():
-            slots.give_back(lease)
-            self.store.set_lease(jobid, None)
-            self._renewed.pop(lease, None)
-        now = time.monotonic()
-        lost = []
-        for jobid, lease in self.store.leases(LIVE_STATUSES).items():
-            if connecting or now - self._renewed.get(lease, 0.0) > RENEW_S:
-                if slots.renew(lease):
-                    self._renewed[lease] = now
-                else:
-                    lost.append(jobid)
-        for jobid in lost:
-            job = self.store.job(jobid)
-            if job is None or job.pipeline is None or job.flow_run_id is None:
-                continue
-            log.warning("job %s: Prefect lost the slot of %s; retaking it", jobid, job.pipeline)
-            slots.clear(job.pipeline)
-            self.store.set_lease(jobid, slots.take(job.pipeline, job.flow_run_id))
-
     def _send_events(self, flow_runs: FlowRuns) -> None:
         if not self.events:
             return
@@ -371,88 +319,3 @@ class PrefectSync:
         flow_runs.emit(batch)
         for _ in batch:
             self.events.popleft()
-
-    # what users did in Prefect
-    def _watch(self, flow_runs: FlowRuns) -> None:
-        refs = self.store.job_refs(("q", "qw", "r", "rp", "rd"))
-        synced = {r.id for r in refs} - {job.id for job, _ in self.store.jobs_unsynced()}
-        by_run = {r.flow_run_id: r for r in refs if r.flow_run_id and r.id in synced}
-        for frid in flow_runs.missing(list(by_run)):
-            job = self.store.job(by_run.pop(frid).id)
-            if job is not None:
-                self._deleted(job)
-        expected: dict[tuple[str, ...], list[str]] = {}
-        for frid, ref in by_run.items():
-            expected.setdefault(EXPECTED[ref.status], []).append(frid)
-        own = self.store.own_state_ids()
-        for frid, (stype, sname, state_id) in flow_runs.unexpected(expected).items():
-            ref = by_run[frid]
-            if own.get(ref.id) == state_id:
-                continue  # the state tomato set itself
-            self._react(flow_runs, ref.id, stype, sname)
-        unsynced = {job.id for job, _ in self.store.jobs_unsynced()}
-        for run in flow_runs.new_runs([r.flow_run_id for r in refs if r.flow_run_id]):
-            self._new_run(flow_runs, run, unsynced)
-        if self.lab is not None and self.lab_claims is not None:
-            self.lab_claims.round(flow_runs, self.lab)
-
-    def _react(self, flow_runs: FlowRuns, jobid: int, stype: str, sname: str) -> None:
-        job = self.store.job(jobid)
-        if job is None or job.flow_run_id is None or self.host.has_ended(job):
-            return  # its flow run wrote its own end: the daemon hears of it anyway
-        reaction, why = reaction_to(job.status, stype)
-        if reaction is Reaction.IGNORE:
-            return
-        log.info("job %s (%s): %s %s in Prefect: %s", jobid, job.status, stype, sname, reaction)
-        if reaction is Reaction.PUT_BACK:
-            state_id = flow_runs.set_status(job.flow_run_id, job.status, force=True)
-            self.store.set_prefect_status(job.id, job.status, state_id)
-            flow_runs.log(
-                job.flow_run_id,
-                f"tomato refused {sname or stype} for job {job.id} ({job.status}): {why}",
-                logging.WARNING,
-            )
-            return
-        self.host.act_from_prefect(jobid, reaction, f"{why} ({sname or stype})")
-        flow_runs.log(job.flow_run_id, f"tomato: job {job.id}: {reaction.value}: {why}")
-
-    def _new_run(self, flow_runs: FlowRuns, run: dict[str, Any], unsynced: set[int]) -> None:
-        """A run of the job deployment that is no live job: a Run or a Retry in Prefect."""
-        params = run["parameters"]
-        old = self._job_of_run(run["id"], params)
-        if old is not None:
-            if old.status not in FINAL_STATUSES or old.id in unsynced:
-                return  # its end is not in Prefect yet: the next push settles it
-            # a Retry: the old run keeps its end; the payload runs again as a new job
-            state_id = flow_runs.set_status(run["id"], old.status, old.error, force=True)
-            self.store.set_prefect_status(old.id, old.status, state_id)
-            params = {"payload": old.payload.model_dump(mode="json", exclude_none=True)}
-            run = {**run, "id": None}
-        try:
-            job = self.host.submit_from_prefect(run["id"], params, old)
-        except ValueError as exc:
-            if run["id"] is None:
-                flow_runs.log(old.flow_run_id, f"tomato: the retry was refused: {exc}")
-            else:
-                flow_runs.refuse(run["id"], f"tomato refused this run: {exc}")
-            return
-        if old is not None and old.flow_run_id:
-            flow_runs.log(
-                old.flow_run_id,
-                f"tomato: job {old.id} ended as {old.status} and does not run again; "
-                f"its payload was submitted again as job {job.id} (flow run job-{job.id})",
-            )
-        if run["id"] is not None:
-            job.flow_run_id = run["id"]
-            state_id = flow_runs.adopt(run["id"], job)
-            # only now may the gate start it: its run waits, named and parametrised
-            self.host.attach_flow_run(job.id, run["id"])
-            self.store.set_prefect_status(job.id, job.status, state_id)
-            flow_runs.log(run["id"], f"tomato: this run is job {job.id}; it waits in the queue")
-
-    def _job_of_run(self, flow_run_id: str, params: dict[str, Any]) -> Job | None:
-        jobid = params.get("jobid")
-        if not isinstance(jobid, int):
-            return None
-        job = self.store.job(jobid)
-        return job if job is not None and job.flow_run_id == flow_run_id else None

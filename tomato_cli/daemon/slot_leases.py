@@ -1,0 +1,67 @@
+"""The leases on pipelines' slots in Prefect, held by running jobs' flow runs.
+
+The gate takes a pipeline's slot (through the Prefect sync) before a job starts; the job's
+lease id is kept in the state store. Each round of the sync renews the leases of live jobs,
+gives back those of ended ones, and after a (re)connect retakes what a restarted server
+forgot (see :mod:`tomato_cli.orchestration.pipeline_slots`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from tomato_cli.daemon.state import StateStore
+from tomato_cli.models import FINAL_STATUSES, LIVE_STATUSES
+
+if TYPE_CHECKING:
+    from tomato_cli.orchestration.pipeline_slots import PipelineSlots
+
+log = logging.getLogger(__name__)
+
+
+class SlotLeases:
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+        self._renewed: dict[str, float] = {}  # lease id -> when it was last renewed
+
+    def take(self, slots: PipelineSlots, pipeline: str, flow_run_id: str) -> str:
+        """The pipeline's slot for the job's flow run (a lease id); raises if Prefect
+        refuses (see :class:`~tomato_cli.orchestration.pipeline_slots.SlotTaken`)."""
+        lease = slots.take(pipeline, flow_run_id)
+        self._renewed[lease] = time.monotonic()
+        return lease
+
+    def give_back(self, slots: PipelineSlots | None, lease_id: str) -> None:
+        try:
+            if slots is not None:
+                slots.give_back(lease_id)
+        except Exception as exc:  # it expires on its own
+            log.warning("could not give back lease %s: %s", lease_id, exc)
+        self._renewed.pop(lease_id, None)
+
+    def keep(self, slots: PipelineSlots, connecting: bool = False) -> None:
+        """Renew the slots of live jobs, give back those of ended jobs, and after a
+        (re)connect retake what a restarted server forgot."""
+        from tomato_cli.orchestration.pipeline_slots import RENEW_S
+
+        for jobid, lease in self.store.leases(FINAL_STATUSES).items():
+            slots.give_back(lease)
+            self.store.set_lease(jobid, None)
+            self._renewed.pop(lease, None)
+        now = time.monotonic()
+        lost = []
+        for jobid, lease in self.store.leases(LIVE_STATUSES).items():
+            if connecting or now - self._renewed.get(lease, 0.0) > RENEW_S:
+                if slots.renew(lease):
+                    self._renewed[lease] = now
+                else:
+                    lost.append(jobid)
+        for jobid in lost:
+            job = self.store.job(jobid)
+            if job is None or job.pipeline is None or job.flow_run_id is None:
+                continue
+            log.warning("job %s: Prefect lost the slot of %s; retaking it", jobid, job.pipeline)
+            slots.clear(job.pipeline)
+            self.store.set_lease(jobid, slots.take(job.pipeline, job.flow_run_id))
