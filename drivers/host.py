@@ -24,7 +24,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from drivers.base import AttrError, ComponentBase, DriverBase, TaskError, check_measured
+from drivers.base import ComponentBase, DriverBase
+from drivers.declarations import AttrError, TaskError, check_measured
 from drivers.registry import load_driver
 from drivers.sampler import DEFAULT_BUFFER_LIMIT, Sampler
 from drivers.samples import encode_block, leading_run

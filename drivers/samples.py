@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from drivers.base import Measured
+from drivers.declarations import Measured
 
 if TYPE_CHECKING:  # not at run time: a driver host (also a tomato 2.x one) has no netCDF4
     from tomato_cli.store import JobStore

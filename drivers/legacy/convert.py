@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drivers.base import Attr
+from drivers.declarations import Attr
 
 _PLAIN_TYPES = (int, float, str, bool)
 

@@ -26,7 +26,8 @@ import threading
 import time
 from typing import Any
 
-from drivers.base import Attr, ComponentBase, DriverBase, TaskError, known_attr
+from drivers.base import ComponentBase, DriverBase
+from drivers.declarations import Attr, TaskError, known_attr
 from drivers.host import DriverHost, argument_parser, component_key, serve, setup_logging
 from drivers.legacy.convert import datasets_to_block, latest, plain, to_attr, to_driver
 from drivers.sampler import sample_count

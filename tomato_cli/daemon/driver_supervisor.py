@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from drivers.base import ComponentSpec
+from drivers.declarations import ComponentSpec
 from drivers.origins import DriverCatalog
 from drivers.registry import DriverNotFound
 from tomato_cli.daemon.state import DriverRecord, StateStore
