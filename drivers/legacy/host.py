@@ -28,7 +28,8 @@ from typing import Any
 
 from drivers.base import ComponentBase, DriverBase
 from drivers.declarations import Attr, TaskError, known_attr
-from drivers.host import DriverHost, argument_parser, component_key, serve, setup_logging
+from drivers.host import argument_parser, serve, setup_logging
+from drivers.host_commands import DriverHost, component_key
 from drivers.legacy.convert import datasets_to_block, latest, plain, to_attr, to_driver
 from drivers.sampler import sample_count
 from tomato_cli.rpc import RpcError

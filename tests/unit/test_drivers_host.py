@@ -14,7 +14,7 @@ import pytest
 from drivers.base import ComponentSpec
 from drivers.client import DriverClient, DriverError
 from drivers.example_counter import ExampleCounterDriver
-from drivers.host import DriverHost
+from drivers.host_commands import DriverHost
 from tomato_cli.rpc import Unreachable, free_port
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from drivers.base import Attr, ComponentBase, DriverBase, Measured
-from drivers.host import DriverHost
+from drivers.host_commands import DriverHost
 from drivers.samples import (
     check_sample,
     collect_task_data,

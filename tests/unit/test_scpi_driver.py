@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from drivers.base import TaskError
-from drivers.host import DriverHost
+from drivers.host_commands import DriverHost
 from drivers.registry import load_driver
 from drivers.scpi import ScpiDriver, VisaSettings
 from drivers.scpi.simulator import InstrumentSimulator
