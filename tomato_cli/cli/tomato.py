@@ -11,29 +11,17 @@ from typing import Any
 import typer
 
 from tomato_cli.cli.driver import driver_app
-from tomato_cli.cli.output import (
-    Common,
-    ask,
-    emit,
-    fail,
-    make_app,
-    run_app,
-    table,
-)
+from tomato_cli.cli.lab_server import lab_app
+from tomato_cli.cli.output import Common, ask, emit, fail, make_app, run_app
 from tomato_cli.cli.spinner import working
+from tomato_cli.cli.status_view import by_name, pipeline_record, status_text, tomato22_shapes
 from tomato_cli.rpc import Reply, Unreachable, call
 
 app = make_app("Manage the tomato daemon and its pipelines.")
 pipeline_app = typer.Typer(help="Load, eject and ready pipelines.", no_args_is_help=True)
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(driver_app, name="driver")
-lab_app = typer.Typer(
-    help="A lab-wide Prefect server on PostgreSQL for several tomato hosts "
-    "(see docs/scale-out.md).",
-    no_args_is_help=True,
-)
 app.add_typer(lab_app, name="lab-server")
-LAB_DIR = typer.Option(..., "--dir", help="Folder of the lab server (made on first start).")
 
 START_TIMEOUT_S = 30.0
 
@@ -239,15 +227,6 @@ def reload(ctx: typer.Context):
     emit(opts, ask(opts, "reload", timeout=60))
 
 
-def _sync_text(sync: dict[str, Any]) -> str:
-    """The truth about the Prefect sync, in words."""
-    if sync["state"] == "lagging":
-        return f"lagging by {sync['lagging']} change(s)"
-    if sync["state"] == "failing":
-        return f"failing: {sync['error']}"
-    return str(sync["state"])
-
-
 def warn_unused(settings: Any, path: Path) -> None:
     """One warning line (stderr) naming the settings keys tomato-prefect does not use."""
     from drivers.registry import DriverNotFound, load_driver
@@ -267,80 +246,6 @@ def warn_unused(settings: Any, path: Path) -> None:
         )
 
 
-def _by_name(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """A list of records as tomato 2.2 gives them: a mapping keyed by ``name``."""
-    return {item["name"]: item for item in items}
-
-
-def _pipeline_record(pip: dict[str, Any]) -> dict[str, Any]:
-    """A pipeline as tomato 2.2 shows it (components by name), with our component records."""
-    comps = pip.get("components") or []
-    names = [c["name"] if isinstance(c, dict) else c for c in comps]
-    return {**pip, "components": names}
-
-
-def _tomato22_shapes(what: str, data: Any, opts: Common) -> Any:
-    """``-y`` data in tomato 2.2's shapes: sections keyed by name; the whole status with
-    2.2's keys (``status``, ``settings``, ``pips``, ``devs``, ``drvs``, ``cmps``) next to ours."""
-    if what == "pipelines":
-        return _by_name([_pipeline_record(p) for p in data])
-    if what in ("devices", "components"):
-        return _by_name(data)
-    settings = _settings_dict(Path(data["settings"]) if what == "all" else opts.settings_path)
-    drivers = settings.get("drivers", {})
-    if what == "drivers":
-        return _by_name([_driver_record(d, drivers) for d in data])
-    return {
-        **data,
-        "status": "running",
-        "settings_file": data["settings"],
-        "settings": settings,
-        "pips": _by_name([_pipeline_record(p) for p in data["pipelines"]]),
-        "devs": _by_name(data["devices"]),
-        "drvs": _by_name([_driver_record(d, drivers) for d in data["drivers"]]),
-        "cmps": _by_name(data["components"]),
-    }
-
-
-def _driver_record(drv: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
-    return {"version": None, "settings": settings.get(drv["name"], {}), **drv}
-
-
-def _settings_dict(path: Path) -> dict[str, Any]:
-    from tomato_cli.models import ConfigError, load_settings
-
-    try:
-        return load_settings(path).model_dump(mode="json")
-    except ConfigError:
-        return {}
-
-
-def _status_text(what: str, data: Any) -> str:
-    if what == "pipelines":
-        return table(data, ["name", "ready", "sampleid", "jobid"])
-    if what == "drivers":
-        columns = ["name", "origin", "version", "state", "pid", "port", "restarts", "error"]
-        return table(data, columns)
-    if what == "devices":
-        return table(data, ["name", "driver", "address", "channels", "pollrate"])
-    if what == "components":
-        return table(data, ["name", "role", "device", "capabilities"])
-    prefect = data["prefect"]
-    host = data.get("host") or {}
-    lines = [
-        f"host:       {host.get('name', '-')} ({host.get('address', '127.0.0.1')})",
-        f"port:       {data['port']} (pid {data['pid']})",
-        f"settings:   {data['settings']}",
-        f"Prefect UI: {prefect['ui_url']} ({'healthy' if prefect['healthy'] else 'starting'})",
-        f"sync:       {_sync_text(prefect['sync'])}",
-        f"work pool:  {prefect.get('work_pool', '-')}",
-        f"jobs:       {len(data['jobs']['running'])} running, {len(data['jobs']['queued'])} queued",
-        "",
-        table(data["pipelines"], ["name", "ready", "sampleid", "jobid"]),
-    ]
-    return "\n".join(lines)
-
-
 @app.command()
 def status(
     ctx: typer.Context,
@@ -353,18 +258,18 @@ def status(
     what = "all" if what == "tomato" else what
     reply = ask(opts, "status", what=what)
     if reply.success and opts.as_yaml:
-        reply.data = _tomato22_shapes(what, reply.data, opts)
-    emit(opts, reply, lambda data: _status_text(what, data))
+        reply.data = tomato22_shapes(what, reply.data, opts)
+    emit(opts, reply, lambda data: status_text(what, data))
 
 
 def _pipeline_reply(opts: Common, reply: Reply, pipeline: str) -> Reply:
     """A refused pipeline command still returns the pipeline's record, as tomato 2.2 does."""
     if reply.success:
-        reply.data = _pipeline_record(reply.data)
+        reply.data = pipeline_record(reply.data)
     else:
         found = ask(opts, "status", what="pipelines")
         if found.success:
-            records = _by_name([_pipeline_record(p) for p in found.data])
+            records = by_name([pipeline_record(p) for p in found.data])
             reply.data = records.get(pipeline)
     return reply
 
@@ -388,117 +293,6 @@ def pipeline_ready(ctx: typer.Context, pipeline: str):
     """Mark a pipeline ready."""
     reply = ask(ctx.obj, "pipeline_ready", pipeline=pipeline)
     emit(ctx.obj, _pipeline_reply(ctx.obj, reply, pipeline))
-
-
-def _lab_text(data: dict[str, Any]) -> str:
-    prefect, pg = data["prefect"], data["postgres"]
-    state = "healthy" if prefect["healthy"] else "running" if prefect["running"] else "stopped"
-    lines = [
-        f"Prefect API: {data['api_url']} ({state}, pid {prefect['pid'] or '-'})",
-        f"Prefect UI:  {data['ui_url']}",
-        f"PostgreSQL:  {'running' if pg['running'] else 'stopped'} ({pg['db']} "
-        f"{pg['address']}, port {pg['port']})",
-        f"credentials: {data['auth_file']}",
-    ]
-    tls = data.get("tls")
-    if tls:
-        lines.insert(
-            1,
-            f"TLS proxy:   {'running' if tls['running'] else 'stopped'}, certificate {tls['cert']}",
-        )
-    if prefect["healthy"]:
-        lines += [
-            "",
-            "a tomato host uses it with, in its settings.toml:",
-            "[prefect]",
-            f'url = "{data["api_url"]}"',
-            f'auth_file = "{data["auth_file"]}"   # a copy only its owner can read (chmod 600)',
-        ]
-        if tls:
-            lines += ["", f"and trusts the certificate: SSL_CERT_FILE={tls['cert']} tomato start"]
-    return "\n".join(lines)
-
-
-@lab_app.command("start")
-def lab_start(
-    ctx: typer.Context,
-    folder: Path = LAB_DIR,
-    listen: str | None = typer.Option(
-        None, "--listen", help="Address of the Prefect API (default 127.0.0.1; kept)."
-    ),
-    api_port: int | None = typer.Option(
-        None, "--api-port", help="Port of the Prefect API (default 4200; kept)."
-    ),
-    db: str | None = typer.Option(
-        None, "--db", help="How Prefect reaches PostgreSQL: socket or tcp (default socket; kept)."
-    ),
-    db_port: int | None = typer.Option(
-        None, "--db-port", help="PostgreSQL's port (default 5433; kept)."
-    ),
-    allow_remote: bool | None = typer.Option(
-        None, "--allow-remote/--loopback-only", help="Allow a --listen address off loopback."
-    ),
-    tls_port: int | None = typer.Option(
-        None,
-        "--tls-port",
-        help="Serve the API over TLS on this port (a self-signed certificate unless DIR/tls "
-        "has one; Prefect then listens on 127.0.0.1 only); 0 turns TLS off (kept).",
-    ),
-):
-    """Start the lab server (set up on first use); returns once Prefect is healthy."""
-    from tomato_cli.orchestration.lab_server import LabServer, LabServerError
-
-    opts: Common = ctx.obj
-    try:
-        data = LabServer(folder).start(
-            listen=listen,
-            api_port=api_port,
-            db=db,
-            db_port=db_port,
-            allow_remote=allow_remote,
-            tls_port=tls_port,
-        )
-    except LabServerError as exc:
-        fail(opts, str(exc))
-    reply = Reply(True, f"lab server started: Prefect API at {data['api_url']}", data)
-    emit(opts, reply, _lab_text)
-
-
-@lab_app.command("stop")
-def lab_stop(ctx: typer.Context, folder: Path = LAB_DIR):
-    """Stop the lab server's Prefect server, then its PostgreSQL."""
-    from tomato_cli.orchestration.lab_server import LabServer, LabServerError
-
-    opts: Common = ctx.obj
-    try:
-        stopped = LabServer(folder).stop()
-    except LabServerError as exc:
-        fail(opts, str(exc))
-    if not any(stopped.values()):
-        fail(opts, f"no lab server runs in {Path(folder).absolute()}")
-    emit(opts, Reply(True, f"lab server in {Path(folder).absolute()} stopped", stopped))
-
-
-@lab_app.command("status")
-def lab_status(ctx: typer.Context, folder: Path = LAB_DIR):
-    """Where the lab server is and whether it runs (exit code 1 unless all of it runs)."""
-    from tomato_cli.orchestration.lab_server import LabServer, LabServerError
-
-    opts: Common = ctx.obj
-    try:
-        data = LabServer(folder).status()
-    except LabServerError as exc:
-        fail(opts, str(exc))
-    prefect, pg = data["prefect"], data["postgres"]
-    ok = prefect["healthy"] and pg["running"]
-    msg = (
-        f"lab server in {data['dir']} is running"
-        if ok
-        else f"lab server in {data['dir']} is not running (Prefect "
-        f"{'starting' if prefect['running'] else 'stopped'}, PostgreSQL "
-        f"{'running' if pg['running'] else 'stopped'})"
-    )
-    emit(opts, Reply(ok, msg, data), _lab_text)
 
 
 def main() -> None:
