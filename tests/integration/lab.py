@@ -19,7 +19,8 @@ import yaml
 from tests.integration.harness import BIN, Tomato, kill_leftovers
 from tomato_cli.models import load_settings, write_settings
 from tomato_cli.models.credentials import read_auth_file, write_auth_file
-from tomato_cli.orchestration.lab_server import LabServerError, postgres_bindir
+from tomato_cli.orchestration.lab_config import LabServerError
+from tomato_cli.orchestration.lab_postgres import postgres_bindir
 from tomato_cli.rpc import free_port
 
 

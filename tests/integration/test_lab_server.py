@@ -24,7 +24,8 @@ from tests.integration.lab import (
     running_lab,
 )
 from tomato_cli.models.credentials import write_auth_file
-from tomato_cli.orchestration.lab_server import api_status, postgres_bindir
+from tomato_cli.orchestration.lab_postgres import postgres_bindir
+from tomato_cli.orchestration.lab_processes import api_status
 from tomato_cli.rpc import Unreachable, call, free_port
 
 HOST_ADDRESS = "127.0.0.2"

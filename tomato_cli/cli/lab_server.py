@@ -78,7 +78,8 @@ def lab_start(
     ),
 ):
     """Start the lab server (set up on first use); returns once Prefect is healthy."""
-    from tomato_cli.orchestration.lab_server import LabServer, LabServerError
+    from tomato_cli.orchestration.lab_config import LabServerError
+    from tomato_cli.orchestration.lab_server import LabServer
 
     opts: Common = ctx.obj
     try:
@@ -99,7 +100,8 @@ def lab_start(
 @lab_app.command("stop")
 def lab_stop(ctx: typer.Context, folder: Path = LAB_DIR):
     """Stop the lab server's Prefect server, then its PostgreSQL."""
-    from tomato_cli.orchestration.lab_server import LabServer, LabServerError
+    from tomato_cli.orchestration.lab_config import LabServerError
+    from tomato_cli.orchestration.lab_server import LabServer
 
     opts: Common = ctx.obj
     try:
@@ -114,7 +116,8 @@ def lab_stop(ctx: typer.Context, folder: Path = LAB_DIR):
 @lab_app.command("status")
 def lab_status(ctx: typer.Context, folder: Path = LAB_DIR):
     """Where the lab server is and whether it runs (exit code 1 unless all of it runs)."""
-    from tomato_cli.orchestration.lab_server import LabServer, LabServerError
+    from tomato_cli.orchestration.lab_config import LabServerError
+    from tomato_cli.orchestration.lab_server import LabServer
 
     opts: Common = ctx.obj
     try:
