@@ -1,11 +1,12 @@
 """Append-only store of the samples of one job: one record file per role in ``jobdir/data``.
 
 Each :meth:`JobStore.append` writes one framed record (see :mod:`.records`) to
-``<role>.tsr`` through a handle kept open per role, then flushes and, if ``durable``,
-fsyncs it. Nothing stored is re-read or rewritten while appending, so the cost per batch
-is constant and memory does not grow with the job. Readers (other processes too) see
-every complete record; a torn tail left by a crash is ignored on read and truncated when
-a writer next opens the role. One writer per role at a time (enforced with ``flock``).
+``<role>.tsr`` through a handle kept open per role (:mod:`.role_writer`), then flushes
+and, if ``durable``, fsyncs it. Nothing stored is re-read or rewritten while appending, so
+the cost per batch is constant and memory does not grow with the job. Readers (other
+processes too) see every complete record; a torn tail left by a crash is ignored on read
+and truncated when a writer next opens the role. One writer per role at a time (enforced
+with ``flock``).
 
 Traces: a column may carry extra dimensions (a trace or spectrum per sample), each with
 a coordinate vector stored with the batch. A column keeps its dims for the whole role:
@@ -18,31 +19,18 @@ values with NaN elsewhere (the outer join tomato 2.2 does).
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
 from .columns import merge_column, placement, to_column, to_trace, union_coordinate
-from .records import (
-    FILE_MAGIC,
-    FILE_VERSION,
-    Batch,
-    check_file_header,
-    decode_payload,
-    encode_batch,
-    iter_frames,
-)
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - not on POSIX
-    fcntl = None  # type: ignore[assignment]
+from .records import Batch, check_file_header, decode_payload, iter_frames
+from .role_writer import RoleWriter, fsync_dir
 
 SUFFIX = ".tsr"
 _ROLE_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
@@ -93,89 +81,6 @@ class RoleData:
         return (len(self), *(len(self.coords[d]) for d in self.traces[name].dims))
 
 
-def _dims_text(dims: tuple[str, ...]) -> str:
-    return f"({', '.join(dims)})" if dims else "() (a scalar)"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-class _RoleWriter:
-    """The open, locked append handle of one role file."""
-
-    def __init__(self, path: Path, durable: bool) -> None:
-        created = not path.exists()
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        self.file: BinaryIO = os.fdopen(fd, "r+b")
-        self.durable = durable
-        self.lock = threading.Lock()
-        self.dims: dict[str, tuple[str, ...]] = {}  # every column's dims so far (scalar: ())
-        self.coords: set[str] = set()  # every coordinate name so far
-        try:
-            if fcntl is not None:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            self._recover()
-        except BaseException:
-            self.file.close()
-            raise
-        if created and durable:
-            _fsync_dir(path.parent)
-
-    def _recover(self) -> None:
-        """Position after the last valid record, truncating any torn or garbage tail."""
-        f = self.file
-        end = len(FILE_MAGIC)
-        version = check_file_header(f)
-        if version:
-            for frame_end, n, payload in iter_frames(f):
-                end = frame_end
-                self.check(decode_payload(n, payload), name=str(f.name))
-        if version != FILE_VERSION:  # new, or version 1: same framing, header upgraded
-            f.seek(0)
-            f.write(FILE_MAGIC)
-        f.truncate(end)
-        f.seek(end)
-        self._sync()
-
-    def _sync(self) -> None:
-        self.file.flush()
-        if self.durable:
-            os.fsync(self.file.fileno())
-
-    def check(self, batch: Batch, name: str = "") -> None:
-        """Refuse a batch whose columns' dims differ from earlier ones; then remember them."""
-        dims = {col: batch.dims.get(col, ()) for col in batch.columns}
-        for col, d in dims.items():
-            if col in self.coords:
-                raise ValueError(f"column {col!r} has the name of a coordinate stored before")
-            if col in self.dims and self.dims[col] != d:
-                raise ValueError(
-                    f"column {col!r} has dims {_dims_text(d)} but was stored with "
-                    f"{_dims_text(self.dims[col])}{' in ' + name if name else ''}"
-                )
-        for dim in batch.coords:
-            if dim in self.dims:
-                raise ValueError(f"coordinate {dim!r} has the name of a column stored before")
-        self.dims.update(dims)
-        self.coords.update(batch.coords)
-
-    def write(self, batch: Batch) -> None:
-        with self.lock:
-            self.check(batch)
-            for piece in encode_batch(batch):
-                self.file.write(piece)
-            self._sync()
-
-    def close(self) -> None:
-        with self.lock:
-            self.file.close()
-
-
 class JobStore:
     """Append-only, crash-safe sample store of one job (``jobdir/data/<role>.tsr``).
 
@@ -187,7 +92,7 @@ class JobStore:
         self.jobdir = Path(jobdir)
         self.datadir = self.jobdir / "data"
         self.durable = durable
-        self._writers: dict[str, _RoleWriter] = {}
+        self._writers: dict[str, RoleWriter] = {}
         self._lock = threading.Lock()
         self._closed = False
 
@@ -195,7 +100,7 @@ class JobStore:
         """Return the record file of ``role``."""
         return self.datadir / f"{check_role(role)}{SUFFIX}"
 
-    def _writer(self, role: str) -> _RoleWriter:
+    def _writer(self, role: str) -> RoleWriter:
         with self._lock:
             if self._closed:
                 raise ValueError("JobStore is closed")
@@ -205,8 +110,8 @@ class JobStore:
                 if not self.datadir.is_dir():
                     self.datadir.mkdir(parents=True, exist_ok=True)
                     if self.durable:
-                        _fsync_dir(self.jobdir)
-                writer = self._writers[role] = _RoleWriter(path, self.durable)
+                        fsync_dir(self.jobdir)
+                writer = self._writers[role] = RoleWriter(path, self.durable)
             return writer
 
     def append(
