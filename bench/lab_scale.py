@@ -161,8 +161,6 @@ def scenario_k(channels: int, quick: bool, notes: list[str]) -> list[Row]:
             "k",
             "lab server peak memory: RSS / USS (MiB)",
             f"{peak.rss:.0f} / {peak.uss:.0f}" if peak else "–",
-            note=", ".join(f"{k} {v:.0f}" for k, v in sorted(peak.by_kind.items()))
-            if peak
-            else "",
+            note=", ".join(f"{k} {v:.0f}" for k, v in sorted(peak.by_kind.items())) if peak else "",
         ),
     ]

@@ -231,8 +231,7 @@ def send_worker_heartbeat(client: Any, pool: str, name: str, interval_s: float) 
     method = getattr(client, "send_worker_heartbeat", None)
     _expect(
         method is not None
-        and {"work_pool_name", "worker_name", "heartbeat_interval_seconds"}
-        <= set(_params(method)),
+        and {"work_pool_name", "worker_name", "heartbeat_interval_seconds"} <= set(_params(method)),
         "client.send_worker_heartbeat(work_pool_name, worker_name, ...) changed",
     )
     method(pool, name, heartbeat_interval_seconds=interval_s)

@@ -70,6 +70,13 @@ seen["times"] = [
     datetime.fromisoformat(job[k]).tzinfo is not None
     for k in ("submitted_at", "launched_at", "completed_at")
 ]
+# 2.2 marks the job done from the job process and frees the pipeline a moment later from its
+# daemon's loop: a script that waits for the pipeline polls, as this one does
+deadline = time.monotonic() + 15
+while cli("tomato", "status", "pipelines")["data"][pipeline]["jobid"] is not None:
+    if time.monotonic() > deadline:
+        break
+    time.sleep(0.5)
 seen["freed"] = cli("tomato", "status", "pipelines")["data"][pipeline]["jobid"] is None
 
 # talk to the component

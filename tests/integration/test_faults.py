@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 import xarray as xr
@@ -227,9 +228,24 @@ def test_prefect_server_killed_mid_job(rig: Tomato, tmp_path: Path) -> None:
     while not snapshot.exists() or snapshot.stat().st_mtime < killed:
         assert time.monotonic() < deadline, "no periodic snapshot after the server died"
         time.sleep(0.5)
+    api = rig.wait_prefect(timeout=60)["prefect"]["api_url"]
+    # the job's automation outlives the restart (the daemon keeps it, does not remove it)
+    name = f"tomato snapshots of job {jobid} ("
+    found = httpx.post(f"{api}/automations/filter", json={}).json()
+    automation = next((a for a in found if a["name"].startswith(name)), None)
+    assert automation is not None, [a["name"] for a in found]
     job = rig.wait_job(jobid, timeout=120)
     log = (Path(job["jobpath"]) / "job.log").read_text()
     assert "did not fire in time" not in log
+    # re-armed on the new server, it fired (nothing could fire before: 2 s of a 10 s interval)
+    body = {
+        "filter": {
+            "event": {"name": ["prefect.automation.triggered"]},
+            "resource": {"id": [f"prefect.automation.{automation['id']}"]},
+        },
+        "limit": 10,
+    }
+    assert httpx.post(f"{api}/events/filter", json=body).json()["events"], "it never fired"
     assert job["status"] == "c", job
     assert samples(tmp_path / f"results.{jobid}.nc") >= 297
     rig.wait_prefect(timeout=120)

@@ -158,16 +158,16 @@ class Daemon:
         return self.launcher.launch(self.jobs.context(job))
 
     # SyncHost: what the Prefect sync asks of the daemon
-    def attach_flow_run(self, jobid: int, flow_run_id: str) -> None:
+    def attach_flow_run(self, jobid: int, flow_run_id: str, state_id: str) -> None:
         with self.lock:
             job = self.store.job(jobid)
             if job is None:
                 return
             job.flow_run_id = flow_run_id
             self.store.save_job(job)
-            self.store.set_prefect_status(jobid, "q")
+            # its waiting state is tomato's own: recorded before the gate may start the job
+            self.store.set_prefect_status(jobid, "q", state_id)
         self.gate.wake()
-        self.sync.emit(job_event(STATUS_EVENTS["q"], job, self.origin))
 
     def act_from_prefect(self, jobid: int, reaction: Reaction, reason: str) -> None:
         if reaction is Reaction.CANCEL:

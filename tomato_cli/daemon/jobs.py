@@ -178,9 +178,7 @@ class JobControl:
         )
 
     # changes asked for by users (CLI or Prefect)
-    def cancel(
-        self, jobids: list[int], cause: Cause, reason: str, end_as: str = "cd"
-    ) -> list[Job]:
+    def cancel(self, jobids: list[int], cause: Cause, reason: str, end_as: str = "cd") -> list[Job]:
         """Cancel waiting jobs at once; ask live ones to stop (they end ``end_as``)."""
         changed = []
         with self.lock:

@@ -36,7 +36,7 @@ class ClaimHost(Protocol):
         self, flow_run_id: str | None, parameters: dict[str, Any], retry_of: Job | None
     ) -> Job: ...
 
-    def attach_flow_run(self, jobid: int, flow_run_id: str) -> None: ...
+    def attach_flow_run(self, jobid: int, flow_run_id: str, state_id: str) -> None: ...
 
 
 class LabClaims:
@@ -89,8 +89,7 @@ class LabClaims:
             return None
         job.flow_run_id = run_id
         state_id = flow_runs.adopt(run_id, job)
-        self.host.attach_flow_run(job.id, run_id)
-        self.host.store.set_prefect_status(job.id, job.status, state_id)
+        self.host.attach_flow_run(job.id, run_id, state_id)
         flow_runs.log(run_id, f"tomato: host {self.host.host_name} took it as job {job.id}")
         log.info("lab job %s taken as job %s", run_id, job.id)
         self.said.pop(run_id, None)

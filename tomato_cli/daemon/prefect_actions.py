@@ -74,4 +74,3 @@ def reaction_to(status: str, state_type: str) -> tuple[Reaction, str]:
         if status in rule.statuses and state_type in rule.state_types:
             return rule.reaction, rule.why
     return Reaction.IGNORE, ""
-

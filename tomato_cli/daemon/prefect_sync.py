@@ -113,7 +113,7 @@ class PrefectSync:
         try:
             job = self.store.job(jobid)
             if self.flow_runs is not None and job is not None and job.flow_run_id is None:
-                self.host.attach_flow_run(jobid, self.flow_runs.create(job))
+                self.host.attach_flow_run(jobid, *self.flow_runs.create(job))
         except Exception as exc:
             log.warning("job %s: flow run not created yet (%s); retrying", jobid, exc)
             self._wake.set()
@@ -161,9 +161,7 @@ class PrefectSync:
         from tomato_cli.orchestration.flow_runs import FlowRuns
         from tomato_cli.orchestration.pipeline_slots import PipelineSlots
 
-        flow_runs = FlowRuns(
-            self.port, self.target.embedded, self.host_name, self.store.instance
-        )
+        flow_runs = FlowRuns(self.port, self.target.embedded, self.host_name, self.store.instance)
         flow_runs.ensure_deployment()
         slots = PipelineSlots(flow_runs.pool, flow_runs.host)
         slots.show(self.host.pipeline_views())
@@ -296,8 +294,8 @@ class PrefectSync:
 
     def _push(self, flow_runs: FlowRuns, job: Job, pushed: str | None) -> None:
         if job.flow_run_id is None:
-            frid = flow_runs.create(job)
-            self.host.attach_flow_run(job.id, frid)
+            frid, state_id = flow_runs.create(job)
+            self.host.attach_flow_run(job.id, frid, state_id)
             job.flow_run_id, pushed = frid, "q"
         if pushed == job.status:
             return

@@ -27,8 +27,8 @@ class WatchHost(Protocol):
 
     store: StateStore
 
-    def attach_flow_run(self, jobid: int, flow_run_id: str) -> None:
-        """The job's flow run exists in Prefect now."""
+    def attach_flow_run(self, jobid: int, flow_run_id: str, state_id: str) -> None:
+        """The job's flow run exists in Prefect now, waiting in the state ``state_id``."""
 
     def act_from_prefect(self, jobid: int, reaction: Reaction, reason: str) -> None:
         """Do what a user did to the job's flow run in Prefect (cancel, fail, pause...)."""
@@ -127,8 +127,7 @@ class PrefectWatch:
             job.flow_run_id = run["id"]
             state_id = flow_runs.adopt(run["id"], job)
             # only now may the gate start it: its run waits, named and parametrised
-            self.host.attach_flow_run(job.id, run["id"])
-            self.store.set_prefect_status(job.id, job.status, state_id)
+            self.host.attach_flow_run(job.id, run["id"], state_id)
             flow_runs.log(run["id"], f"tomato: this run is job {job.id}; it waits in the queue")
 
     def _job_of_run(self, flow_run_id: str, params: dict[str, Any]) -> Job | None:

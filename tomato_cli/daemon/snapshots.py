@@ -135,10 +135,10 @@ class PeriodicSnapshots:
             jobid = int(name.removeprefix(f"{AUTOMATION_PREFIX} of job ").split()[0])
             with self.lock:
                 entry = self.jobs.get(jobid)
-                if entry is not None and entry.automation_id is None:
-                    entry.automation_id = automation_id
+                if entry is not None and entry.automation_id in (None, automation_id):
+                    entry.automation_id = automation_id  # a daemon restart: adopt it
                     continue
-            flow_runs.delete_automation(automation_id)
+            flow_runs.delete_automation(automation_id)  # an ended job's, or a stray copy
 
     def _rearm(self) -> None:
         """A (re)started Prefect server has lost its triggers' open windows: each running

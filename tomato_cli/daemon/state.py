@@ -196,9 +196,11 @@ class StateStore:
     def job_status(self, jobid: int, db: sqlite3.Connection | None = None) -> str | None:
         """The stored status of a job (None for an unknown job or one being submitted)."""
         with self.lock:
-            row = (db or self.db).execute(
-                "SELECT status FROM jobs WHERE id=? AND job != '{}'", (jobid,)
-            ).fetchone()
+            row = (
+                (db or self.db)
+                .execute("SELECT status FROM jobs WHERE id=? AND job != '{}'", (jobid,))
+                .fetchone()
+            )
         return row[0] if row else None
 
     def job(self, jobid: int) -> Job | None:

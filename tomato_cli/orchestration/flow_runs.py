@@ -145,8 +145,9 @@ class FlowRuns:
         return max((i for i in ids if isinstance(i, int)), default=0)
 
     # a job's flow run
-    def create(self, job: Job) -> str:
-        """The job's flow run, waiting (PAUSED Queued), named ``job-<id>``."""
+    def create(self, job: Job) -> tuple[str, str]:
+        """The job's flow run, waiting (PAUSED Queued), named ``job-<id>``: its id and the
+        id of that first state."""
         from prefect.client.schemas.objects import State, StateType
 
         stype, sname = PREFECT_STATE["q"]
@@ -158,7 +159,7 @@ class FlowRuns:
             tags=job_tags(job, self.host),
             idempotency_key=f"{self.pool}-{self.instance}-job-{job.id}",
         )
-        return str(flow_run.id)
+        return str(flow_run.id), str(flow_run.state.id) if flow_run.state else ""
 
     def adopt(self, flow_run_id: str, job: Job) -> str:
         """A run made in Prefect becomes the flow run of ``job``: renamed, given the job's
