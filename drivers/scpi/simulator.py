@@ -97,6 +97,12 @@ class InstrumentSimulator:
                 finally:
                     sim._clients.discard(self.connection)
 
+            def finish(self) -> None:
+                try:
+                    super().finish()
+                except OSError:
+                    pass  # stop() cut the connection: nothing left to flush
+
         class Server(socketserver.ThreadingTCPServer):
             allow_reuse_address = True
             daemon_threads = True

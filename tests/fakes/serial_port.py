@@ -158,3 +158,48 @@ class FakeOmega(PtyInstrument):
             "P": [f"{self.pressure:.3f} bar G"],
         }.get(command, ["?"])
         return ("".join(line + "\r\n" for line in lines) + ">").encode(), end + 2
+
+
+class FakeAlicat(PtyInstrument):
+    """An Alicat mass flow controller (an MCS model, unit id ``A``): ASCII commands ending in
+    CR, each answered with one CR-terminated line; a data frame holds pressure, temperature,
+    volumetric flow, mass flow, setpoint and gas, and ``HLD`` while the valve is held shut."""
+
+    def __init__(self, unit: str = "A", capacity: float = 100.0):
+        super().__init__()
+        self.unit, self.capacity = unit, capacity
+        self.setpoint, self.hold = 0.0, False
+        self.commands: list[str] = []
+
+    def frame(self) -> str:
+        flow = 0.0 if self.hold else self.setpoint
+        words = [self.unit, "+014.70", "+025.00", f"{flow:+08.3f}", f"{flow:+08.3f}"]
+        words += [f"{self.setpoint:+08.3f}", "Air"] + (["HLD"] if self.hold else [])
+        return " ".join(words)
+
+    def answer(self, data: bytes) -> tuple[bytes, int]:
+        end = data.find(b"\r")
+        if end < 0:
+            return b"", 0
+        command = data[:end].decode(errors="replace").strip()
+        self.commands.append(command)
+        if not command.startswith(self.unit):
+            return b"", end + 1  # another unit on the bus
+        rest = command[len(self.unit) :]
+        if rest == "??M*":
+            line = f"{self.unit} M04 Model Number MCS-{self.capacity:.0f}SCCM-D"
+        elif rest == "DCU 37":
+            line = f"{self.unit} 12 SCCM"
+        elif rest == "FPF 37":
+            line = f"{self.unit} {self.capacity:.1f} 12 SCCM"
+        elif rest.startswith("S "):
+            self.setpoint = float(rest[2:])
+            line = self.frame()
+        elif rest in ("HC", "C"):
+            self.hold = rest == "HC"
+            line = self.frame()
+        elif rest == "":
+            line = self.frame()
+        else:
+            line = "?"
+        return (line + "\r").encode(), end + 1

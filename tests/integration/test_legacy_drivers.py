@@ -22,7 +22,7 @@ import yaml
 from bench.legacy_references import CASES, payload
 from drivers.client import DriverClient, DriverError
 from drivers.origins import DriverCatalog
-from tests.fakes.serial_port import FakeJumo, FakeOmega
+from tests.fakes.serial_port import FakeAlicat, FakeJumo, FakeOmega
 from tests.integration.harness import BIN, DATA, REFERENCE, Tomato, kill_leftovers
 from tomato_cli.rpc import free_port
 from tomato_cli.units import cf_units
@@ -314,6 +314,30 @@ def test_omega_registers_and_measures_on_a_fake_port(legacy_host: Any) -> None:
         assert client.call("get_attr", key=key, attr="pressure") == {"value": 1.5, "units": "bar"}
     finally:
         omega.close()
+
+
+def test_alicat_registers_sets_and_measures_on_a_fake_port(legacy_host: Any) -> None:
+    alicat = FakeAlicat(capacity=100.0).start()
+    try:
+        client = legacy_host("alicat")
+        key = f"{alicat.port},A"
+        reply = client.call("register", components=[{"address": alicat.port, "channel": "A"}])
+        assert reply[key]["capabilities"] == ["constant_flow"]
+        attrs = client.call("attrs", key=key)
+        assert set(attrs) == {"setpoint", "valve_close", "temperature"}
+        assert attrs["setpoint"]["maximum"] == 100.0
+        client.call("set_attr", key=key, attr="setpoint", value="12.5 ml/min")
+        assert alicat.setpoint == 12.5 and "AS 12.5" in alicat.commands
+        value = client.call("get_attr", key=key, attr="setpoint")
+        assert value == {"value": 12.5, "units": "ml/min"}  # as the driver names them
+        with pytest.raises(DriverError, match="maximum"):
+            client.call("set_attr", key=key, attr="setpoint", value="150 ml/min")
+        assert alicat.setpoint == 12.5  # refused before it reached the instrument
+        client.call("reset", key=key)
+        assert alicat.hold  # 2.1's reset shuts the valve
+        assert client.call("get_attr", key=key, attr="valve_close")["value"] is True
+    finally:
+        alicat.close()
 
 
 @pytest.mark.parametrize(
