@@ -24,4 +24,3 @@ def test_module_does_not_import_matplotlib(module: str) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False", f"{module} imports matplotlib"
-
