@@ -141,7 +141,7 @@ def scenario_j(kinds: list[str], repeats: int, quick: bool, notes: list[str]) ->
         if "ours" in kinds:
             server = memory(lab.root)
             notes.append(
-                f"i: the lab server itself (shared by every host, not counted above): "
+                f"j: the lab server itself (shared by every host, not counted above): "
                 f"{server.nproc} processes, RSS {server.rss:.0f} MiB, USS {server.uss:.0f} MiB "
                 f"(by kind {', '.join(f'{k} {v:.0f}' for k, v in server.by_kind.items())})"
             )

@@ -72,6 +72,7 @@ seen["times"] = [
 ]
 # 2.2 marks the job done from the job process and frees the pipeline a moment later from its
 # daemon's loop: a script that waits for the pipeline polls, as this one does
+seen["freed_at_once"] = cli("tomato", "status", "pipelines")["data"][pipeline]["jobid"] is None
 deadline = time.monotonic() + 15
 while cli("tomato", "status", "pipelines")["data"][pipeline]["jobid"] is not None:
     if time.monotonic() > deadline:

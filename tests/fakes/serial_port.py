@@ -192,7 +192,7 @@ class FakeAlicat(PtyInstrument):
             line = f"{self.unit} 12 SCCM"
         elif rest == "FPF 37":
             line = f"{self.unit} {self.capacity:.1f} 12 SCCM"
-        elif rest.startswith("S "):
+        elif rest.startswith("S ") and _is_number(rest[2:]):
             self.setpoint = float(rest[2:])
             line = self.frame()
         elif rest in ("HC", "C"):
@@ -203,3 +203,11 @@ class FakeAlicat(PtyInstrument):
         else:
             line = "?"
         return (line + "\r").encode(), end + 1
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

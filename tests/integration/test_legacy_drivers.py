@@ -316,7 +316,7 @@ def test_omega_registers_and_measures_on_a_fake_port(legacy_host: Any) -> None:
         omega.close()
 
 
-def test_alicat_registers_sets_and_measures_on_a_fake_port(legacy_host: Any) -> None:
+def test_alicat_registers_sets_and_resets_on_a_fake_port(legacy_host: Any) -> None:
     alicat = FakeAlicat(capacity=100.0).start()
     try:
         client = legacy_host("alicat")

@@ -445,7 +445,11 @@ def test_a_stock_worker_never_runs_a_tomato_job(ctl: Tomato, tmp_path: Path) -> 
             assert samples(path) == 5  # ran once, on the gate's pipeline
     finally:
         os.killpg(worker.pid, 2)
-        worker.wait(30)
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:  # Prefect's own shutdown is slow under load
+            os.killpg(worker.pid, 9)
+            worker.wait(10)
     text = (tmp_path / "worker.log").read_text()
     refused = "not started by the tomato daemon's gate" in text
     print("the worker took a run first:", refused)

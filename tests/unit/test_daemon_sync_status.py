@@ -55,3 +55,51 @@ def test_starting_healthy_lagging_failing(tmp_path: Path) -> None:
     }
     sync.healthy, sync.error = False, "Prefect server does not answer"
     assert sync.public()["sync"]["state"] == "failing"
+
+
+class RecordingFlowRuns:
+    """What a push asked of Prefect (the calls only; nothing is sent)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def set_status(self, frid: str, status: str, message=None, force: bool = False) -> str:
+        self.calls.append(("set_status", status))
+        return f"state-{len(self.calls)}"
+
+    def tag(self, frid: str, job: Job) -> None:
+        self.calls.append(("tag", job.status))
+
+
+def test_a_pause_before_the_flow_run_started_waits_for_it(tmp_path: Path) -> None:
+    """Paused between the gate's start and its engine's Running: a Paused state pushed now
+    would be overwritten by that Running, and read as a resume from Prefect."""
+    sync, store = _sync(tmp_path)
+    job = _job(store)
+    store.set_prefect_status(job.id, "q", "created")
+    job.status, job.pipeline = "rp", "pip-1"
+    store.save_job(job)
+    flow_runs = RecordingFlowRuns()
+    sync.pusher.push(flow_runs, job, "q")  # type: ignore[arg-type]
+    assert flow_runs.calls == []
+    assert [j.id for j, _ in store.jobs_unsynced()] == [job.id]  # still to do
+    job.connected_at = now()  # its flow runs
+    store.save_job(job)
+    sync.pusher.push(flow_runs, job, "q")  # type: ignore[arg-type]
+    assert flow_runs.calls == [("set_status", "rp")]
+    assert store.own_state_ids()[job.id] == "state-1"
+
+
+def test_a_waiting_state_is_not_pushed_once_the_job_started(tmp_path: Path) -> None:
+    sync, store = _sync(tmp_path)
+    job = _job(store)
+    store.set_prefect_status(job.id, "q", "created")
+    stale = job.model_copy(update={"status": "qw"})  # what this round read
+    job.status = "r"  # the gate started it meanwhile
+    store.save_job(job)
+    flow_runs = RecordingFlowRuns()
+    sync.pusher.push(flow_runs, stale, "q")  # type: ignore[arg-type]
+    assert flow_runs.calls == []
+    sync.pusher.push(flow_runs, job, "q")  # the next round
+    assert flow_runs.calls == [("tag", "r")]
+    assert store.own_state_ids()[job.id] == "created"  # its Running is its engine's

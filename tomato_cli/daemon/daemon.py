@@ -140,6 +140,8 @@ class Daemon:
         self.sync.wake()
         resumed = (change.source, job.status) == ("rp", "r")
         name = RESUMED if resumed else STATUS_EVENTS.get(job.status)
+        if job.status == "q" and change.source is not None:
+            name = None  # back in the queue (qw -> q) is not a second submit
         if name is not None:
             detail = {"error": job.error} if job.status == "ce" else {}
             self.sync.emit(job_event(name, job, self.origin, cause=change.cause.value, **detail))

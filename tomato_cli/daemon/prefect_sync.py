@@ -1,13 +1,13 @@
 """The Prefect sync: keeps Prefect in step with the daemon, and brings back what users do there.
 
 Runs in its own thread, so the daemon answers while Prefect starts or is away. The
-daemon's state store is the truth. Each round this thread gives every job its flow run,
-pushes the states the daemon decided, shows the pipelines, keeps the pipeline slots' leases
-(:mod:`tomato_cli.daemon.slot_leases`) and sends tomato's events; every ``WATCH_INTERVAL_S``
-it looks for what users did to the jobs' flow runs in Prefect
-(:mod:`tomato_cli.daemon.prefect_watch`), which hands it to the daemon through the narrow
-:class:`SyncHost` interface. One bad record (a deleted flow run, a refused state) is dealt
-with on its own and never holds up the others.
+daemon's state store is the truth. Each round this thread gives every job its flow run and
+pushes the states the daemon decided (:mod:`tomato_cli.daemon.state_push`), shows the
+pipelines, keeps the pipeline slots' leases (:mod:`tomato_cli.daemon.slot_leases`) and
+sends tomato's events; every ``WATCH_INTERVAL_S`` it looks for what users did to the jobs'
+flow runs in Prefect (:mod:`tomato_cli.daemon.prefect_watch`), which hands it to the daemon
+through the narrow :class:`SyncHost` interface. One bad record (a deleted flow run, a
+refused state) is dealt with on its own and never holds up the others.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from tomato_cli.daemon.overview_feed import publish_overview
 from tomato_cli.daemon.prefect_watch import PrefectWatch, WatchHost
 from tomato_cli.daemon.slot_leases import SlotLeases
-from tomato_cli.models import LIVE_STATUSES, WAITING_STATUSES, Job
+from tomato_cli.daemon.state_push import StatePush
 from tomato_cli.orchestration.server import EmbeddedServer, PrefectTarget, is_healthy
 
 if TYPE_CHECKING:
@@ -77,9 +77,9 @@ class PrefectSync:
         self._last_poll = 0.0
         self._last_watch = 0.0
         self.watch = PrefectWatch(host)
+        self.pusher = StatePush(host, self.watch)
         self.leases = SlotLeases(host.store)
         self._pipelines_dirty = True
-        self._failures: dict[int, int] = {}  # job id -> consecutive failed pushes
         self._problems: list[str] = []  # what went wrong with single records this round
         self.client_lock = threading.Lock()  # one Prefect call at a time on our client
 
@@ -113,7 +113,7 @@ class PrefectSync:
         try:
             job = self.store.job(jobid)
             if self.flow_runs is not None and job is not None and job.flow_run_id is None:
-                self.host.attach_flow_run(jobid, *self.flow_runs.create(job))
+                self.pusher.create(self.flow_runs, job)
         except Exception as exc:
             log.warning("job %s: flow run not created yet (%s); retrying", jobid, exc)
             self._wake.set()
@@ -256,7 +256,7 @@ class PrefectSync:
         if self._pipelines_dirty:
             self._pipelines_dirty = False
             self.slots.show(self.host.pipeline_views())
-        self._push_states(self.flow_runs)
+        self._problems += self.pusher.push_all(self.flow_runs)
         publish_overview(self)
         self.leases.keep(self.slots)
         if self.snapshots is not None:
@@ -267,48 +267,6 @@ class PrefectSync:
             self.watch.look(self.flow_runs)
             if self.lab is not None and self.lab_claims is not None:
                 self.lab_claims.round(self.flow_runs, self.lab)
-
-    def _push_states(self, flow_runs: FlowRuns) -> None:
-        """Every job gets its flow run; the states the daemon decided are pushed.
-
-        Statuses a job's flow run writes itself (running, and how it ended) are recorded as
-        pushed by the daemon when it hears of them. A failing push is retried on later
-        rounds without holding up the others; a deleted flow run cancels its job.
-        """
-        from prefect.exceptions import ObjectNotFound
-
-        for job, pushed in self.store.jobs_unsynced():
-            try:
-                self._push(flow_runs, job, pushed)
-                self._failures.pop(job.id, None)
-            except ObjectNotFound:
-                self.watch.deleted(job)
-            except Exception as exc:
-                count = self._failures[job.id] = self._failures.get(job.id, 0) + 1
-                log.warning("job %s: Prefect refused its state (%d): %s", job.id, count, exc)
-                self._problems.append(f"job {job.id}: {type(exc).__name__}: {exc}")
-                if count >= 5:
-                    # give up on this record: Prefect keeps what it has, tomato says why
-                    self.store.set_prefect_status(job.id, job.status, "refused")
-                    log.error("job %s: state %s not mirrored in Prefect", job.id, job.status)
-
-    def _push(self, flow_runs: FlowRuns, job: Job, pushed: str | None) -> None:
-        if job.flow_run_id is None:
-            frid, state_id = flow_runs.create(job)
-            self.host.attach_flow_run(job.id, frid, state_id)
-            job.flow_run_id, pushed = frid, "q"
-        if pushed == job.status:
-            return
-        frid = job.flow_run_id
-        if job.status == "r" and pushed in WAITING_STATUSES:
-            flow_runs.tag(frid, job)  # its engine writes Running; show the pipeline
-            state_id = None
-        elif job.status == "ce" and pushed in LIVE_STATUSES:
-            state_id = flow_runs.mark_crashed(frid, job.error or "the job's process died")
-        else:
-            force = job.status == "r"  # resumed: back to Running from our Paused
-            state_id = flow_runs.set_status(frid, job.status, job.error, force=force)
-        self.store.set_prefect_status(job.id, job.status, state_id)
 
     def _send_events(self, flow_runs: FlowRuns) -> None:
         if not self.events:

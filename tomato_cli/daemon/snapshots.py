@@ -129,6 +129,7 @@ class PeriodicSnapshots:
 
     def _adopt_automations(self, flow_runs: FlowRuns) -> None:
         mine = f"({self.origin.ident})"
+        kept: set[str] = set()
         for automation_id, name in flow_runs.automations(AUTOMATION_PREFIX):
             if not name.endswith(mine):
                 continue
@@ -137,8 +138,13 @@ class PeriodicSnapshots:
                 entry = self.jobs.get(jobid)
                 if entry is not None and entry.automation_id in (None, automation_id):
                     entry.automation_id = automation_id  # a daemon restart: adopt it
+                    kept.add(automation_id)
                     continue
             flow_runs.delete_automation(automation_id)  # an ended job's, or a stray copy
+        with self.lock:
+            for entry in self.jobs.values():
+                if entry.automation_id not in kept:
+                    entry.automation_id = None  # gone (deleted, or a new database): made anew
 
     def _rearm(self) -> None:
         """A (re)started Prefect server has lost its triggers' open windows: each running

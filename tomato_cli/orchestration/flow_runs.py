@@ -245,9 +245,17 @@ class FlowRuns:
                 raise
 
     def automations(self, prefix: str) -> list[tuple[str, str]]:
-        """(id, name) of the automations whose name starts with ``prefix``."""
-        response = self.client.request("POST", "/automations/filter", json={"limit": 200})
-        return [(str(a["id"]), a["name"]) for a in response.json() if a["name"].startswith(prefix)]
+        """(id, name) of the automations whose name starts with ``prefix`` (all of them: a
+        lab server holds every host's, and the users' own)."""
+        found: list[tuple[str, str]] = []
+        offset, page = 0, 200
+        while True:
+            body = {"limit": page, "offset": offset}
+            batch = self.client.request("POST", "/automations/filter", json=body).json()
+            found += [(str(a["id"]), a["name"]) for a in batch if a["name"].startswith(prefix)]
+            if len(batch) < page:
+                return found
+            offset += page
 
     # what users did in Prefect
     def unexpected(
