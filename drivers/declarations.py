@@ -238,6 +238,15 @@ def check_settable(attrs: dict[str, Attr], name: str, value: Any) -> Any:
     return attr.coerce(name, value)
 
 
+def task_timing(max_duration: Any, sampling_interval: Any) -> tuple[float, float]:
+    """A task's sampling interval and max duration in seconds; a negative duration is
+    refused."""
+    interval, duration = to_seconds(sampling_interval), to_seconds(max_duration)
+    if duration < 0:
+        raise TaskError(f"max_duration must not be negative, got {max_duration!r}")
+    return interval, duration
+
+
 def check_task(
     driver: str,
     techniques: set[str],

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from drivers.base import ComponentBase, DriverBase
-from drivers.declarations import AttrError, TaskError, check_measured
+from drivers.declarations import AttrError, TaskError, check_measured, task_timing
 from drivers.fault_injection import fault_commands
 from drivers.sampler import DEFAULT_BUFFER_LIMIT, Sampler
 from drivers.samples import encode_block, leading_run
@@ -252,10 +252,7 @@ class DriverHost:
         comp = self._component(key)
         params = task_params or {}
         self.driver.spec_of(comp).check_task(technique_name, params, sampling_interval)
-        interval = to_seconds(sampling_interval)
-        duration = to_seconds(max_duration)
-        if duration < 0:
-            raise TaskError(f"max_duration must not be negative, got {max_duration!r}")
+        interval, duration = task_timing(max_duration, sampling_interval)
         with self.state_lock:
             old = self.tasks.get(key)
             if old is not None and old.running:

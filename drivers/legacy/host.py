@@ -27,7 +27,7 @@ import threading
 import time
 from typing import Any
 
-from drivers.declarations import TaskError
+from drivers.declarations import task_timing
 from drivers.host import argument_parser, serve, setup_logging
 from drivers.host_commands import DriverHost, component_key
 from drivers.legacy.adapters import (
@@ -42,7 +42,6 @@ from drivers.legacy.adapters import (
 )
 from drivers.legacy.convert import datasets_to_block
 from tomato_cli.rpc import RpcError
-from tomato_cli.units import to_seconds
 
 log = logging.getLogger("drivers.legacy")
 
@@ -129,9 +128,7 @@ class LegacyDriverHost(DriverHost):
         comp = self._component(key)
         params = task_params or {}
         comp.check_task(technique_name, params, sampling_interval)
-        interval, duration = to_seconds(sampling_interval), to_seconds(max_duration)
-        if duration < 0:
-            raise TaskError(f"max_duration must not be negative, got {max_duration!r}")
+        interval, duration = task_timing(max_duration, sampling_interval)
         with self.state_lock, self.driver.lock:
             old = self.tasks.get(key)
             if old is not None and old.running:

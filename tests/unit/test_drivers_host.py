@@ -167,6 +167,14 @@ def test_commands_and_errors(host: tuple[subprocess.Popen, DriverClient]) -> Non
             sampling_interval=0.1,
             task_params={"unknown": "bla"},
         )
+    with pytest.raises(DriverError, match="max_duration must not be negative, got '-1 s'"):
+        client.call(
+            "task_start",
+            key=key,
+            technique_name="count",
+            max_duration="-1 s",
+            sampling_interval=0.1,
+        )
     assert client.call("task_status", key=key)["started_at"] is None
     with pytest.raises(DriverError, match="unknown command 'task_validate'"):
         client.call("task_validate", technique="count", sampling_interval="10 ms")
