@@ -211,3 +211,108 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+class FakeBronkhorst(PtyInstrument):
+    """A Bronkhorst mass flow controller speaking binary ProPar (38400 baud): frames are
+    ``DLE STX seq node len data... DLE ETX`` with every DLE inside doubled. It answers
+    parameter requests (command 4) with a send-parameter message (command 2) and acknowledges
+    parameter writes (command 1) with a status message (command 0). Parameters are keyed by
+    (process, parameter) number; a float travels as its big-endian IEEE bytes."""
+
+    DLE, STX, ETX = 0x10, 0x02, 0x03
+    INT8, INT16, INT32, STRING = 0x00, 0x20, 0x40, 0x60
+    CONTROL_MODE, SENSOR_TYPE, CAPACITY_MAX, CAPACITY_UNIT = (1, 4), (1, 14), (1, 13), (1, 31)
+    MEASURE, SETPOINT, TEMPERATURE, CAPACITY_MIN = (33, 0), (33, 3), (33, 7), (33, 22)
+
+    def __init__(self, node: int = 3, capacity: float = 50.0, unit: str = "mln/min"):
+        super().__init__()
+        self.node = node
+        self.values: dict[tuple[int, int], float | int | str] = {
+            self.CONTROL_MODE: 0,  # bus/RS232
+            self.SENSOR_TYPE: 3,  # gas volume
+            self.CAPACITY_MAX: capacity,
+            self.CAPACITY_UNIT: unit,
+            self.MEASURE: 0.0,
+            self.SETPOINT: 0.0,
+            self.TEMPERATURE: 21.5,
+            self.CAPACITY_MIN: 0.0,
+        }
+        self.writes: list[tuple[tuple[int, int], float | int | str]] = []
+
+    def answer(self, data: bytes) -> tuple[bytes, int]:
+        start = data.find(bytes([self.DLE, self.STX]))
+        if start < 0:
+            return b"", len(data)  # line noise: drop it
+        body, i = bytearray(), start + 2
+        while i + 1 < len(data):
+            if data[i] == self.DLE:
+                if data[i + 1] == self.ETX:
+                    return self._reply(bytes(body)), i + 2
+                i += 1  # a doubled DLE stands for one
+            body.append(data[i])
+            i += 1
+        return b"", 0  # not complete yet
+
+    def _reply(self, body: bytes) -> bytes:
+        if len(body) < 4:
+            return b""
+        seq, node, size, message = body[0], body[1], body[2], body[3 : 3 + body[2]]
+        if node != self.node or len(message) != size:
+            return b""  # another instrument on the bus, or a damaged frame
+        if message[0] == 4:
+            return self._frame(seq, bytes([2]) + self._read(message[1:]))
+        if message[0] == 1:
+            self._write(message[1:])
+            return self._frame(seq, bytes([0, 0, 0]))  # status OK
+        return self._frame(seq, bytes([0, 2, 0]))  # unknown command
+
+    def _read(self, request: bytes) -> bytes:
+        """Requests are (proc index, parm index | type, proc nr, parm nr | type[, size]);
+        bit 7 of an index chains the next parameter, which here is always sent unchained."""
+        out, i, proc = bytearray(), 0, 0
+        chained = False
+        while i < len(request):
+            if not chained:
+                proc = request[i] & 0x7F
+                i += 1
+            parm, kind = request[i] & 0x1F, request[i] & 0x60
+            chained = bool(request[i] & 0x80)
+            i += 3  # the index byte, then the process and parameter numbers again
+            if kind == self.STRING:
+                i += 1
+            out += bytes([proc, parm | kind]) + self._encode(self.values.get((proc, parm), 0), kind)
+        return bytes(out)
+
+    def _encode(self, value: float | int | str, kind: int) -> bytes:
+        if kind == self.STRING:
+            text = str(value).encode()
+            return bytes([len(text)]) + text
+        if kind == self.INT32:
+            return struct.pack(">f" if isinstance(value, float) else ">I", value)
+        if kind == self.INT16:
+            return struct.pack(">H", int(value))
+        return bytes([int(value)])
+
+    def _write(self, message: bytes) -> None:
+        proc, parm, kind = message[0] & 0x7F, message[1] & 0x1F, message[1] & 0x60
+        raw = message[2:]
+        value: float | int = raw[0]
+        if kind == self.INT32:
+            value = struct.unpack(">f", raw[:4])[0]
+        elif kind == self.INT16:
+            value = struct.unpack(">H", raw[:2])[0]
+        self.values[(proc, parm)] = value
+        self.writes.append(((proc, parm), value))
+        if (proc, parm) == self.SETPOINT:
+            self.values[self.MEASURE] = value  # an ideal controller
+        if (proc, parm) == self.CONTROL_MODE and value == 3:  # valve close
+            self.values[self.MEASURE] = 0.0
+
+    def _frame(self, seq: int, message: bytes) -> bytes:
+        raw = bytes([seq, self.node, len(message)]) + message
+        return (
+            bytes([self.DLE, self.STX])
+            + raw.replace(b"\x10", b"\x10\x10")
+            + bytes([self.DLE, self.ETX])
+        )

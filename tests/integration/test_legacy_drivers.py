@@ -8,6 +8,7 @@ payloads on the same packages (tests/data/tomato22_*.nc, from bench/legacy_refer
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -22,7 +23,9 @@ import yaml
 from bench.legacy_references import CASES, payload
 from drivers.client import DriverClient, DriverError
 from drivers.origins import DriverCatalog
-from tests.fakes.serial_port import FakeAlicat, FakeJumo, FakeOmega
+from drivers.samples import unpack_array
+from tests.fakes import vna_sdk
+from tests.fakes.serial_port import FakeAlicat, FakeBronkhorst, FakeJumo, FakeOmega
 from tests.integration.harness import BIN, DATA, REFERENCE, Tomato, kill_leftovers
 from tomato_cli.rpc import free_port
 from tomato_cli.units import cf_units
@@ -251,12 +254,14 @@ def legacy_host(legacy_venv: Path, tmp_path: Path) -> Iterator[Any]:
     """Start the host of one legacy driver alone (no daemon): ``start(name, settings)``."""
     procs: list[subprocess.Popen] = []
 
-    def start(name: str, settings: dict[str, Any] | None = None) -> DriverClient:
+    def start(
+        name: str, settings: dict[str, Any] | None = None, env: dict[str, str] | None = None
+    ) -> DriverClient:
         port = free_port()
         cmd = DriverCatalog(legacy_venv).host_command(
             name, port, settings or {}, tmp_path / f"{name}.log"
         )
-        procs.append(subprocess.Popen(cmd.argv, env=cmd.env, cwd=cmd.cwd))
+        procs.append(subprocess.Popen(cmd.argv, env={**cmd.env, **(env or {})}, cwd=cmd.cwd))
         client = DriverClient(port, timeout=30)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -338,6 +343,148 @@ def test_alicat_registers_sets_and_resets_on_a_fake_port(legacy_host: Any) -> No
         assert client.call("get_attr", key=key, attr="valve_close")["value"] is True
     finally:
         alicat.close()
+
+
+def test_bronkhorst_registers_runs_a_task_and_resets_on_a_fake_port(legacy_host: Any) -> None:
+    mfc = FakeBronkhorst(node=3, capacity=50.0, unit="mln/min").start()
+    try:
+        client = legacy_host("bronkhorst")
+        key = f"{mfc.port},3"
+        reply = client.call("register", components=[{"address": mfc.port, "channel": "3"}])
+        assert reply[key]["capabilities"] == ["constant_flow"]
+        attrs = client.call("attrs", key=key)
+        assert set(attrs) == {"temperature", "control_mode", "setpoint"}
+        assert (attrs["setpoint"]["minimum"], attrs["setpoint"]["maximum"]) == (0.0, 50.0)
+        assert "valve close" in attrs["control_mode"]["options"]
+        temperature = client.call("get_attr", key=key, attr="temperature")
+        assert temperature == {"value": 21.5, "units": "celsius"}  # as the driver names them
+        with pytest.raises(DriverError, match="maximum"):
+            client.call("set_attr", key=key, attr="setpoint", value="80 ml/min")
+        assert mfc.writes == []  # refused before it reached the instrument
+        client.call(
+            "task_start",
+            key=key,
+            technique_name="constant_flow",
+            max_duration=1.0,
+            sampling_interval=0.2,
+            task_params={"setpoint": "12.5 ml/min"},
+        )
+        deadline = time.monotonic() + 10
+        while client.call("task_status", key=key)["running"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert (mfc.SETPOINT, 12.5) in mfc.writes  # the task's thread set it
+        block = client.call("task_data", key=key)
+        assert len(block["uts"]) >= 3
+        assert set(block["data"]["flow"]) == {12.5} and block["units"]["flow"] == "ml/min"
+        client.call("reset", key=key)
+        assert mfc.writes[-1] == (mfc.CONTROL_MODE, 3)  # 2.1's reset shuts the valve
+        assert client.call("get_attr", key=key, attr="control_mode")["value"] == "valve close"
+    finally:
+        mfc.close()
+
+
+def test_bronkhorst_refuses_an_address_where_no_instrument_answers(legacy_host: Any) -> None:
+    mfc = FakeBronkhorst(node=3).start()
+    try:
+        client = legacy_host("bronkhorst")
+        with pytest.raises(DriverError, match="not a Bronkhorst device"):
+            client.call("register", components=[{"address": mfc.port, "channel": "7"}])
+        assert client.call("hello")["components"] == []
+    finally:
+        mfc.close()
+
+
+@pytest.fixture
+def fake_vna_sdk(tmp_path: Path) -> Path:
+    """A PicoVNA SDK directory (tomato-picovna's ``dllpath``) holding the fake ``_vna_python``
+    where the driver looks for it, whichever Python the legacy environment runs."""
+    sdk = tmp_path / "picovna-sdk"
+    for sub in ("linux_x64", "linux_x64/python310", "linux_x64/python311"):
+        (sdk / sub).mkdir(parents=True, exist_ok=True)
+        shutil.copy(Path(vna_sdk.__file__), sdk / sub / "_vna_python.py")
+    return sdk
+
+
+def test_picovna_registers_and_sweeps_on_a_fake_sdk(legacy_host: Any, fake_vna_sdk: Path) -> None:
+    client = legacy_host("picovna", {"dllpath": str(fake_vna_sdk)})
+    key = "vna,VNA0042"
+    reply = client.call("register", components=[{"address": "vna", "channel": "VNA0042"}])
+    assert reply[key]["capabilities"] == ["linear_sweep"]
+    attrs = client.call("attrs", key=key)
+    assert {"bandwidth", "power_level", "sweep_params", "sweep_nports"} <= set(attrs)
+    assert client.call("get_attr", key=key, attr="temperature")["value"] == 38.0
+    with pytest.raises(DriverError, match="not permitted"):
+        client.call("set_attr", key=key, attr="bandwidth", value="3 Hz")
+    client.call(
+        "task_start",
+        key=key,
+        technique_name="linear_sweep",
+        max_duration=2.0,
+        sampling_interval=1.0,
+        task_params={"sweep_params": [{"start": 1e6, "stop": 1e7, "points": 11}]},
+    )
+    deadline = time.monotonic() + 20
+    while client.call("task_status", key=key)["running"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    block = client.call("task_data", key=key)
+    assert len(block["uts"]) >= 1
+    assert block["dims"]["Re(S11)"] == ["freq"] and block["units"]["freq"] == "Hz"
+    freq = unpack_array(block["coords"]["freq"])
+    assert list(freq) == list(np.linspace(1e6, 1e7, 11))
+    re_s11 = unpack_array(block["data"]["Re(S11)"])
+    assert re_s11.shape == (len(block["uts"]), 11)
+    assert np.allclose(re_s11, freq / vna_sdk.MAX_HZ)  # the fake's device under test
+    assert np.allclose(unpack_array(block["data"]["Im(S11)"]), -0.5)
+
+
+def test_picovna_refuses_a_serial_that_is_not_connected(
+    legacy_host: Any, fake_vna_sdk: Path
+) -> None:
+    client = legacy_host("picovna", {"dllpath": str(fake_vna_sdk)})
+    with pytest.raises(DriverError, match="no VNA with serial 'X1' is connected"):
+        client.call("register", components=[{"address": "vna", "channel": "X1"}])
+    assert client.call("hello")["components"] == []
+
+
+@pytest.fixture
+def fake_libuldaq(tmp_path: Path) -> dict[str, str]:
+    """The environment that makes the fake libuldaq.so the one uldaq loads (built here)."""
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed (.ci/install installs it): cannot build the fake")
+    lib = tmp_path / "uldaq-lib"
+    lib.mkdir()
+    source = Path(__file__).resolve().parents[1] / "fakes" / "libuldaq.c"
+    subprocess.run(
+        ["gcc", "-shared", "-fPIC", "-Wl,-soname,libuldaq.so", "-o", str(lib / "libuldaq.so")]
+        + [str(source)],
+        check=True,
+    )
+    return {"LD_LIBRARY_PATH": str(lib), "FAKE_ULDAQ_DEVICES": "2"}
+
+
+def test_mcc_registers_and_reads_thermocouples_on_a_fake_library(
+    legacy_host: Any, fake_libuldaq: dict[str, str]
+) -> None:
+    client = legacy_host("mcc", {"tc_type": {"5": "K"}}, env=fake_libuldaq)
+    components = [{"address": "1", "channel": "3"}, {"address": "1", "channel": "5"}]
+    reply = client.call("register", components=components)
+    assert reply["1,3"]["capabilities"] == ["measure_temperature"]
+    # the fake reads 20 degC + channel + 0.5 per type code: the driver set type J (1) on
+    # channel 3, its default, and type K (2) on channel 5, as the settings say
+    assert client.call("get_attr", key="1,3", attr="temperature") == {
+        "value": 23.5,
+        "units": "celsius",
+    }
+    assert client.call("get_attr", key="1,5", attr="temperature")["value"] == 26.0
+
+
+def test_mcc_refuses_a_channel_the_box_does_not_have(
+    legacy_host: Any, fake_libuldaq: dict[str, str]
+) -> None:
+    client = legacy_host("mcc", env=fake_libuldaq)
+    with pytest.raises(DriverError, match="Invalid analog input channel specified"):
+        client.call("register", components=[{"address": "0", "channel": "9"}])
+    assert client.call("hello")["components"] == []
 
 
 @pytest.mark.parametrize(
