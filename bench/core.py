@@ -7,19 +7,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import (
-    REFERENCE,
-    Row,
-    World,
-    cpu_percent,
-    log,
-    memory,
-    read_uts,
-    row,
-    summary,
-    ts,
-    write_payload,
-)
+from bench.processes import cpu_percent, memory
+from bench.stats import Row, row, summary
+from bench.world import REFERENCE, World, log, read_uts, ts, write_payload
 
 DEVICES = (REFERENCE / "devices" / "devices_counter.json").read_text()
 FINAL = ("c", "ce", "cd")

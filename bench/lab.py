@@ -17,20 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from common import (
-    OURS_BIN,
-    TMP_PREFIX,
-    Row,
-    World,
-    cpu_percent,
-    free_port,
-    kill_world,
-    log,
-    memory,
-    row,
-)
-from core import DEVICES
 
+from bench.core import DEVICES
+from bench.processes import cpu_percent, kill_world, memory
+from bench.stats import Row, row
+from bench.world import OURS_BIN, TMP_PREFIX, World, free_port, log
 from tomato_cli.models import load_settings, write_settings
 from tomato_cli.models.credentials import read_auth_file, write_auth_file
 

@@ -16,9 +16,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from common import Row, counter_devices, cpu_percent, free_port, log, memory, read_uts, row
-from common import write_payload as write_counter_payload
-from lab import LabServerWorld, lab_host
+from bench.lab import LabServerWorld, lab_host
+from bench.processes import cpu_percent, memory
+from bench.stats import Row, row
+from bench.world import counter_devices, free_port, log, read_uts
+from bench.world import write_payload as write_counter_payload
 
 FINAL = ("c", "ce", "cd")
 HOSTS = {"lab-a": "127.0.0.2", "lab-b": "127.0.0.3"}

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from bench.common import World
+from bench.world import World
 
 CASES: dict[str, dict[str, Any]] = {
     "example_counter": {

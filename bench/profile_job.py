@@ -18,9 +18,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import World, counter_devices, kind_of, log, world_processes, write_payload  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: bench.*
+from bench.processes import kind_of, world_processes  # noqa: E402
+from bench.world import World, counter_devices, log, write_payload  # noqa: E402
 
 
 def top_frames(path: Path, n: int = 25) -> list[tuple[int, str]]:

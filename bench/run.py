@@ -25,9 +25,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import ROOT, THEIRS_BIN, Row, kill_world, log  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: bench.*
+from bench.processes import kill_world  # noqa: E402
+from bench.stats import Row  # noqa: E402
+from bench.world import ROOT, THEIRS_BIN, log  # noqa: E402
 
 ALL = "abcdefghijkl"
 
@@ -73,7 +74,7 @@ def sweep_leftovers() -> None:
     """Kill anything still running from a world folder of this run (not of other runs)."""
     import shutil
 
-    from common import CREATED
+    from bench.world import CREATED
 
     for d in CREATED:
         kill_world(d)
@@ -138,13 +139,7 @@ def main() -> int:
 
     load0 = os.getloadavg()
     atexit.register(sweep_leftovers)
-    import core
-    import lab
-    import lab_scale
-    import scale
-    import snapshots
-    import storage
-    import traces
+    from bench import core, lab, lab_scale, scale, snapshots, storage, traces
 
     rows: list[Row] = []
     try:

@@ -7,18 +7,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from common import (
-    Row,
-    World,
-    counter_devices,
-    cpu_percent,
-    log,
-    memory,
-    read_uts,
-    row,
-    world_processes,
-    write_payload,
-)
+from bench.processes import cpu_percent, memory, world_processes
+from bench.stats import Row, row
+from bench.world import World, counter_devices, log, read_uts, write_payload
 
 FINAL = ("c", "ce", "cd")
 
@@ -263,7 +254,7 @@ def scenario_h(quick: bool, notes: list[str]) -> list[Row]:
                 kinds: dict[str, float] = {}
                 for p in world_processes(world.root):
                     try:
-                        from common import kind_of
+                        from bench.processes import kind_of
 
                         k = kind_of(p.cmdline())
                         kinds[k] = kinds.get(k, 0.0) + p.memory_info().rss / 2**20

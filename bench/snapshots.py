@@ -15,7 +15,10 @@ from typing import Any
 
 import psutil
 import yaml
-from common import Row, World, counter_devices, log, row, world_processes
+
+from bench.processes import world_processes
+from bench.stats import Row, row
+from bench.world import World, counter_devices, log
 
 JOBS = 4
 INTERVAL = 10.0

@@ -22,7 +22,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import THEIRS_BIN, Row, log, summary
+
+from bench.stats import Row, summary
+from bench.world import THEIRS_BIN, log
 
 
 def _fill(store, n: int, batch: int) -> None:

@@ -26,7 +26,9 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from common import THEIRS_BIN, Row, World, log, read_uts, row, sleep_until
+
+from bench.stats import Row, row
+from bench.world import THEIRS_BIN, World, log, read_uts, sleep_until
 
 POINTS = 1000
 FREQ = np.linspace(1e6, 1e9, POINTS)

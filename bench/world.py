@@ -1,5 +1,4 @@
-"""Shared machinery of the benchmark suite: one daemon "world" per tool, process
-bookkeeping, statistics and result rows.
+"""One daemon "world" per tool, and the payloads and devices files both tools read.
 
 Both tools are driven only through their CLIs (``tomato``, ``ketchup``) with ``-y`` YAML
 output, with the same devices files and payloads. Every world lives in its own temporary
@@ -12,9 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
-import statistics
 import subprocess
 import tempfile
 import time
@@ -25,6 +22,8 @@ from typing import Any
 
 import psutil
 import yaml
+
+from bench.processes import kill_world, world_processes
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
@@ -43,182 +42,6 @@ def free_port() -> int:
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-# ---------------------------------------------------------------- statistics and rows
-
-
-def summary(values: list[float], fmt: str = "{:.2f}") -> str:
-    """``median [min–max] (n=N)``; empty -> ``n/a``."""
-    vals = [v for v in values if v is not None]
-    if not vals:
-        return "n/a"
-    med = statistics.median(vals)
-    if len(vals) == 1:
-        return fmt.format(med)
-    return f"{fmt.format(med)} [{fmt.format(min(vals))}–{fmt.format(max(vals))}] (n={len(vals)})"
-
-
-def median(values: list[float]) -> float | None:
-    vals = [v for v in values if v is not None]
-    return statistics.median(vals) if vals else None
-
-
-def ratio(ours: list[float] | float | None, theirs: list[float] | float | None) -> str:
-    o = median(ours) if isinstance(ours, list) else ours
-    t = median(theirs) if isinstance(theirs, list) else theirs
-    if o is None or t is None or t == 0:
-        return "–"
-    return f"{o / t:.2f}"
-
-
-@dataclass
-class Row:
-    scenario: str
-    metric: str
-    ours: str
-    theirs: str = "–"
-    ratio: str = "–"
-    note: str = ""
-
-
-def row(
-    scenario: str,
-    metric: str,
-    ours: list[float] | None,
-    theirs: list[float] | None = None,
-    fmt: str = "{:.2f}",
-    note: str = "",
-) -> Row:
-    return Row(
-        scenario,
-        metric,
-        summary(ours, fmt) if ours is not None else "–",
-        summary(theirs, fmt) if theirs is not None else "–",
-        ratio(ours, theirs) if ours is not None and theirs is not None else "–",
-        note,
-    )
-
-
-# ---------------------------------------------------------------- processes
-
-
-def world_processes(root: Path) -> list[psutil.Process]:
-    """Every process whose command line or environment mentions ``root``, plus descendants."""
-    mine = str(root)
-    found: dict[int, psutil.Process] = {}
-    me = os.getpid()
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        try:
-            if proc.pid == me:
-                continue
-            cmd = " ".join(proc.info["cmdline"] or [])
-            hit = mine in cmd
-            if not hit:
-                try:
-                    hit = mine in json.dumps(proc.environ())
-                except psutil.Error:
-                    hit = False
-            if hit:
-                found[proc.pid] = proc
-                for child in proc.children(recursive=True):
-                    found.setdefault(child.pid, child)
-        except psutil.Error:
-            continue
-    found.pop(me, None)
-    return list(found.values())
-
-
-def kill_world(root: Path) -> int:
-    """SIGKILL everything of this world; returns how many processes were killed."""
-    n = 0
-    for _ in range(3):
-        procs = world_processes(root)
-        if not procs:
-            break
-        for proc in procs:
-            try:
-                proc.send_signal(signal.SIGKILL)
-                n += 1
-            except psutil.Error:
-                pass
-        psutil.wait_procs(procs, timeout=5)
-    return n
-
-
-@dataclass
-class Usage:
-    nproc: int
-    rss: float  # MiB
-    pss: float | None
-    uss: float | None
-    by_kind: dict[str, float]  # kind -> USS (or RSS) MiB
-
-
-def kind_of(cmdline: list[str]) -> str:
-    cmd = " ".join(cmdline)
-    for key, name in (
-        ("prefect server", "prefect-server"),
-        ("orchestration.prefect_server", "prefect-server"),
-        ("tomato_cli.daemon", "daemon"),
-        ("tomato-daemon", "daemon"),
-        ("drivers.host", "driver"),
-        ("tomato-driver", "driver"),
-        ("flows.runner", "job"),
-        ("tomato-job", "job"),
-    ):
-        if key in cmd:
-            return name
-    return "other"
-
-
-def memory(root: Path) -> Usage:
-    rss = pss = uss = 0.0
-    have_pss = True
-    by_kind: dict[str, float] = {}
-    procs = world_processes(root)
-    for proc in procs:
-        try:
-            try:
-                m = proc.memory_full_info()
-                p, u = getattr(m, "pss", None), m.uss
-            except psutil.AccessDenied:
-                m = proc.memory_info()
-                p, u = None, None
-            rss += m.rss
-            if p is None:
-                have_pss = False
-            else:
-                pss += p
-            uss += u or 0
-            k = kind_of(proc.cmdline())
-            by_kind[k] = by_kind.get(k, 0.0) + (u or m.rss) / 2**20
-        except psutil.Error:
-            continue
-    mib = 2**20
-    return Usage(len(procs), rss / mib, pss / mib if have_pss else None, uss / mib, by_kind)
-
-
-def cpu_percent(root: Path, seconds: float) -> float:
-    """CPU of all processes of the world over ``seconds`` (100 = one core busy)."""
-    procs = world_processes(root)
-
-    def total() -> float:
-        t = 0.0
-        for p in procs:
-            try:
-                c = p.cpu_times()
-                t += c.user + c.system
-            except psutil.Error:
-                pass
-        return t
-
-    t0, w0 = total(), time.monotonic()
-    time.sleep(seconds)
-    return 100.0 * (total() - t0) / (time.monotonic() - w0)
-
-
-# ---------------------------------------------------------------- worlds
 
 
 @dataclass
