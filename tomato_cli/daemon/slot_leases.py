@@ -2,13 +2,15 @@
 
 The gate takes a pipeline's slot (through the Prefect sync) before a job starts; the job's
 lease id is kept in the state store. Each round of the sync renews the leases of live jobs,
-gives back those of ended ones, and after a (re)connect retakes what a restarted server
-forgot (see :mod:`tomato_cli.orchestration.pipeline_slots`).
+gives back those of ended ones (so does the gate, before it takes a slot), and after a
+(re)connect retakes what a restarted server forgot (see
+:mod:`tomato_cli.orchestration.pipeline_slots`).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -25,13 +27,26 @@ class SlotLeases:
     def __init__(self, store: StateStore) -> None:
         self.store = store
         self._renewed: dict[str, float] = {}  # lease id -> when it was last renewed
+        self._ended_lock = threading.Lock()  # the gate and the sync both give back
 
     def take(self, slots: PipelineSlots, pipeline: str, flow_run_id: str) -> str:
         """The pipeline's slot for the job's flow run (a lease id); raises if Prefect
-        refuses (see :class:`~tomato_cli.orchestration.pipeline_slots.SlotTaken`)."""
+        refuses (see :class:`~tomato_cli.orchestration.pipeline_slots.SlotTaken`).
+
+        The slots of ended jobs are given back first: the job that just ended on this
+        pipeline holds its slot until then, and waiting for the sync's next round to give
+        it back would hold up every job that follows another on the same pipeline."""
+        self.give_back_ended(slots)
         lease = slots.take(pipeline, flow_run_id)
         self._renewed[lease] = time.monotonic()
         return lease
+
+    def give_back_ended(self, slots: PipelineSlots) -> None:
+        with self._ended_lock:
+            for jobid, lease in self.store.leases(FINAL_STATUSES).items():
+                slots.give_back(lease)
+                self.store.set_lease(jobid, None)
+                self._renewed.pop(lease, None)
 
     def give_back(self, slots: PipelineSlots | None, lease_id: str) -> None:
         try:
@@ -46,10 +61,7 @@ class SlotLeases:
         (re)connect retake what a restarted server forgot."""
         from tomato_cli.orchestration.pipeline_slots import RENEW_S
 
-        for jobid, lease in self.store.leases(FINAL_STATUSES).items():
-            slots.give_back(lease)
-            self.store.set_lease(jobid, None)
-            self._renewed.pop(lease, None)
+        self.give_back_ended(slots)
         now = time.monotonic()
         lost = []
         for jobid, lease in self.store.leases(LIVE_STATUSES).items():
