@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
+from tomato_cli.daemon.jobs import JobControl
+from tomato_cli.daemon.lifecycle import JobLifecycle
 from tomato_cli.daemon.prefect_sync import PrefectSync
 from tomato_cli.daemon.state import StateStore, now
 from tomato_cli.models import Job, parse_payload
@@ -103,3 +106,20 @@ def test_a_waiting_state_is_not_pushed_once_the_job_started(tmp_path: Path) -> N
     sync.pusher.push(flow_runs, job, "q")  # the next round
     assert flow_runs.calls == [("tag", "r")]
     assert store.own_state_ids()[job.id] == "created"  # its Running is its engine's
+
+
+def test_a_flow_run_that_reported_its_end_is_never_one_to_mark_crashed(tmp_path: Path) -> None:
+    """The sync, woken by the end, must already know that the run's engine writes its own
+    final state: else it pushes Crashed over the Failed the engine is about to write."""
+    store = StateStore(tmp_path / "tomato.db")
+    lifecycle = JobLifecycle(store)
+    control = JobControl(store, lifecycle, threading.RLock(), None, 0, lambda: tmp_path)  # type: ignore[arg-type]
+    job = _job(store)
+    job.status = "rd"  # a user set Failed in Prefect; the job is being stopped
+    store.save_job(job)
+    store.set_prefect_status(job.id, "rd", "state-failed")
+    seen: list[list[int]] = []
+    lifecycle.listen(lambda change: seen.append([j.id for j, _ in store.jobs_unsynced()]))
+    control.runner_report(job.id, "ce", "Failed or Crashed set in Prefect (Failed)")
+    assert seen == [[]]  # nothing for the sync to push when it is told
+    assert store.job_status(job.id) == "ce"

@@ -263,7 +263,11 @@ class JobControl:
                 return job
             if status not in FINAL_STATUSES:
                 raise RpcError(f"a flow run cannot report status {status!r}")
-            if not self.lifecycle.move(job, status, Cause.RUNNER, error=error):  # type: ignore[arg-type]
-                raise RpcError(f"job {jobid} is {job.status}; it cannot end as {status}")
-            self.store.set_prefect_status(job.id, job.status)  # its engine writes the state
+            # one transaction: the sync must never see the end without knowing that the
+            # flow run's engine writes its final state (it would mark the run Crashed)
+            with self.store.transaction() as db:
+                if not self.lifecycle.move(job, status, Cause.RUNNER, error=error, db=db):  # type: ignore[arg-type]
+                    raise RpcError(f"job {jobid} is {job.status}; it cannot end as {status}")
+                self.store.set_prefect_status(job.id, job.status, db=db)
+            self.lifecycle.committed()
         return job

@@ -244,17 +244,24 @@ class StateStore:
         return [(Job.model_validate_json(r[0]), r[1]) for r in rows]
 
     def set_prefect_status(
-        self, jobid: int, status: str | None, state_id: str | None = None
+        self,
+        jobid: int,
+        status: str | None,
+        state_id: str | None = None,
+        db: sqlite3.Connection | None = None,
     ) -> None:
         """Prefect now shows ``status`` for the job. ``state_id`` is the state tomato set
         for it; without one, the last state tomato set is kept (a state its flow run wrote
         itself, such as Running, is not tomato's)."""
-        with self.transaction() as db:
-            db.execute(
-                "UPDATE jobs SET prefect_status=?,"
-                " prefect_state_id=COALESCE(?, prefect_state_id) WHERE id=?",
-                (status, state_id, jobid),
-            )
+        sql = (
+            "UPDATE jobs SET prefect_status=?,"
+            " prefect_state_id=COALESCE(?, prefect_state_id) WHERE id=?"
+        )
+        if db is not None:
+            db.execute(sql, (status, state_id, jobid))
+            return
+        with self.transaction() as tx:
+            tx.execute(sql, (status, state_id, jobid))
 
     def own_state_ids(self) -> dict[int, str]:
         """The last Prefect state tomato set on each live or waiting job's flow run."""
