@@ -104,6 +104,8 @@ class PrefectWatch:
         if old is not None:
             if old.status not in FINAL_STATUSES or old.id in unsynced:
                 return  # its end is not in Prefect yet: the next push settles it
+            if _still_running_the_job(run, old):
+                return  # its engine is writing the end the job reported
             # a Retry: the old run keeps its end; the payload runs again as a new job
             state_id = flow_runs.set_status(run["id"], old.status, old.error, force=True)
             self.store.set_prefect_status(old.id, old.status, state_id)
@@ -136,3 +138,16 @@ class PrefectWatch:
             return None
         job = self.store.job(jobid)
         return job if job is not None and job.flow_run_id == flow_run_id else None
+
+
+def _still_running_the_job(run: dict[str, Any], job: Job) -> bool:
+    """The job's own run, in the Running state it entered before the job ended: its engine
+    has yet to write the end. A Retry in Prefect goes through Scheduled first, so a run
+    that is Running again (a worker took the Retry) entered that state after the end."""
+    since = run.get("state_time")
+    return (
+        run.get("state_type") == "RUNNING"
+        and since is not None
+        and job.completed_at is not None
+        and since <= job.completed_at
+    )

@@ -308,7 +308,7 @@ class FlowRuns:
     def new_runs(self, known: list[str]) -> list[dict[str, Any]]:
         """Runs of the job deployment that are at work but are not a live job's flow run:
         made in Prefect (Run, Retry), or taken by a worker. Each as
-        ``{"id", "name", "parameters", "state_type", "state_name"}``."""
+        ``{"id", "name", "parameters", "state_type", "state_name", "state_time"}``."""
         from prefect.client.schemas.filters import (
             DeploymentFilter,
             DeploymentFilterId,
@@ -336,6 +336,7 @@ class FlowRuns:
                 "parameters": dict(run.parameters or {}),
                 "state_type": run.state.type.value if run.state else "",
                 "state_name": (run.state.name or "") if run.state else "",
+                "state_time": run.state.timestamp if run.state else None,
             }
             for run in runs
         ]
