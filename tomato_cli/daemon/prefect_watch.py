@@ -13,13 +13,15 @@ import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tomato_cli.daemon.prefect_actions import EXPECTED, Reaction, reaction_to
-from tomato_cli.daemon.state import StateStore
+from tomato_cli.daemon.state import StateStore, now
 from tomato_cli.models import FINAL_STATUSES, Job
 
 if TYPE_CHECKING:
     from tomato_cli.orchestration.flow_runs import FlowRuns
 
 log = logging.getLogger(__name__)
+
+ENGINE_END_GRACE_S = 30.0  # how long a job's engine may take to write the end it reported
 
 
 class WatchHost(Protocol):
@@ -105,7 +107,12 @@ class PrefectWatch:
             if old.status not in FINAL_STATUSES or old.id in unsynced:
                 return  # its end is not in Prefect yet: the next push settles it
             if _still_running_the_job(run, old):
-                return  # its engine is writing the end the job reported
+                assert old.completed_at is not None
+                if (now() - old.completed_at).total_seconds() > ENGINE_END_GRACE_S:
+                    # its engine never wrote the end (its process died first): tomato does
+                    state_id = flow_runs.set_status(run["id"], old.status, old.error, force=True)
+                    self.store.set_prefect_status(old.id, old.status, state_id)
+                return  # else its engine is writing the end the job reported
             # a Retry: the old run keeps its end; the payload runs again as a new job
             state_id = flow_runs.set_status(run["id"], old.status, old.error, force=True)
             self.store.set_prefect_status(old.id, old.status, state_id)
