@@ -106,6 +106,22 @@ def test_a_legal_move_is_applied_and_told(store: StateStore) -> None:
     ]
 
 
+def test_moves_of_a_rolled_back_transaction_are_never_told(store: StateStore) -> None:
+    lifecycle = JobLifecycle(store)
+    seen: list[Change] = []
+    lifecycle.listen(seen.append)
+    job = _job(store)
+    with pytest.raises(RuntimeError, match="disk full"):
+        with lifecycle.transaction() as db:
+            assert lifecycle.move(job, "qw", Cause.GATE, db=db)
+            raise RuntimeError("disk full")
+    assert store.job_status(job.id) == "q"
+    with lifecycle.transaction() as db:
+        lifecycle.move(store.job(job.id), "cd", Cause.COMMAND, db=db)  # type: ignore[arg-type]
+    lifecycle.committed()
+    assert [(c.source, c.job.status) for c in seen] == [("q", "cd")]  # not the rolled back one
+
+
 def test_an_illegal_move_is_refused_logged_and_not_applied(
     store: StateStore, caplog: pytest.LogCaptureFixture
 ) -> None:

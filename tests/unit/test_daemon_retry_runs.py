@@ -42,6 +42,7 @@ class FlowRuns:
     ("state_type", "since_end_s", "is_retry"),
     [
         ("RUNNING", -1.0, False),  # its engine is writing the end the job reported
+        ("PENDING", -1.0, False),  # a state from before the end is the job's own
         ("SCHEDULED", 5.0, True),  # the UI's Retry: AwaitingRetry
         ("PENDING", 5.0, True),  # a worker is taking the Retry
         ("RUNNING", 5.0, True),  # a worker took the Retry and runs it

@@ -123,3 +123,19 @@ def test_a_flow_run_that_reported_its_end_is_never_one_to_mark_crashed(tmp_path:
     control.runner_report(job.id, "ce", "Failed or Crashed set in Prefect (Failed)")
     assert seen == [[]]  # nothing for the sync to push when it is told
     assert store.job_status(job.id) == "ce"
+
+
+def test_a_push_read_before_the_end_does_not_undo_it(tmp_path: Path) -> None:
+    """A round read the job stopping (rd); its flow run reported the end (ce) while the
+    round pushed rd: the stale push must not make the end look unpushed (the next round
+    would mark the run Crashed over the Failed its engine wrote)."""
+    sync, store = _sync(tmp_path)
+    control = JobControl(store, JobLifecycle(store), threading.RLock(), None, 0, lambda: tmp_path)  # type: ignore[arg-type]
+    job = _job(store)
+    job.status, job.connected_at = "rd", now()
+    store.save_job(job)
+    store.set_prefect_status(job.id, "r")
+    [(read, pushed)] = store.jobs_unsynced()  # the round reads it
+    control.runner_report(job.id, "ce", "Failed or Crashed set in Prefect (Failed)")
+    sync.pusher.push(RecordingFlowRuns(), read, pushed)  # type: ignore[arg-type]
+    assert store.jobs_unsynced() == []

@@ -150,7 +150,7 @@ class Gate:
             ):
                 self.slots.give_back_slot(lease)  # the queue changed meanwhile
                 return
-            with self.store.transaction() as db:
+            with self.lifecycle.transaction() as db:
                 pip.jobid = job.id
                 self.store.save_pipeline(pip, db)
                 job.pipeline, job.launched_at = pip.name, now()

@@ -66,7 +66,7 @@ class JobControl:
             raise RpcError("the daemon is stopping; no new jobs are taken")
         parsed = complete_payload(parse_payload(payload, source), cwd, repositories)
         self.check_against_pipelines(parsed, source)
-        with self.lock, self.store.transaction() as db:
+        with self.lock, self.lifecycle.transaction() as db:
             floor = int(self.store.get_meta("lab_job_floor") or 0)
             jobid = self.store.new_job_id(db, self._lab_number(), floor)
             out, snap = parsed.settings.output, parsed.settings.snapshot
@@ -265,7 +265,7 @@ class JobControl:
                 raise RpcError(f"a flow run cannot report status {status!r}")
             # one transaction: the sync must never see the end without knowing that the
             # flow run's engine writes its final state (it would mark the run Crashed)
-            with self.store.transaction() as db:
+            with self.lifecycle.transaction() as db:
                 if not self.lifecycle.move(job, status, Cause.RUNNER, error=error, db=db):  # type: ignore[arg-type]
                     raise RpcError(f"job {jobid} is {job.status}; it cannot end as {status}")
                 self.store.set_prefect_status(job.id, job.status, db=db)

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
@@ -153,6 +154,17 @@ class JobLifecycle:
         pending, self._pending = self._pending, []
         for change in pending:
             self._tell(change)
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A store transaction for moves made with ``db``; call :meth:`committed` after it.
+        If it is rolled back, its moves are forgotten (no listener hears of them)."""
+        try:
+            with self.store.transaction() as db:
+                yield db
+        except BaseException:
+            self._pending = []
+            raise
 
     def _release_pipeline(self, job: Job, db: sqlite3.Connection | None) -> None:
         if not job.pipeline:

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ENGINE_END_GRACE_S = 30.0  # how long a job's engine may take to write the end it reported
+# how long a job's engine may take to write the end it reported (slow under load)
+ENGINE_END_GRACE_S = 120.0
 
 
 class WatchHost(Protocol):
@@ -106,7 +107,7 @@ class PrefectWatch:
         if old is not None:
             if old.status not in FINAL_STATUSES or old.id in unsynced:
                 return  # its end is not in Prefect yet: the next push settles it
-            if _still_running_the_job(run, old):
+            if not _moved_after_the_end(run, old):
                 assert old.completed_at is not None
                 if (now() - old.completed_at).total_seconds() > ENGINE_END_GRACE_S:
                     # its engine never wrote the end (its process died first): tomato does
@@ -147,14 +148,9 @@ class PrefectWatch:
         return job if job is not None and job.flow_run_id == flow_run_id else None
 
 
-def _still_running_the_job(run: dict[str, Any], job: Job) -> bool:
-    """The job's own run, in the Running state it entered before the job ended: its engine
-    has yet to write the end. A Retry in Prefect goes through Scheduled first, so a run
-    that is Running again (a worker took the Retry) entered that state after the end."""
+def _moved_after_the_end(run: dict[str, Any], job: Job) -> bool:
+    """The ended job's run entered its current (active) state after the job ended: a Retry
+    (Scheduled, then Pending and Running if a worker takes it). A state from before the end
+    is the job's own: its engine has yet to write the end the job reported."""
     since = run.get("state_time")
-    return (
-        run.get("state_type") == "RUNNING"
-        and since is not None
-        and job.completed_at is not None
-        and since <= job.completed_at
-    )
+    return since is None or job.completed_at is None or since > job.completed_at

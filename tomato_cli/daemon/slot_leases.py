@@ -42,9 +42,15 @@ class SlotLeases:
         return lease
 
     def give_back_ended(self, slots: PipelineSlots) -> None:
+        """Give back the slots of ended jobs; one Prefect refuses now is tried again later
+        (and expires on its own), without holding up the others."""
         with self._ended_lock:
             for jobid, lease in self.store.leases(FINAL_STATUSES).items():
-                slots.give_back(lease)
+                try:
+                    slots.give_back(lease)
+                except Exception as exc:
+                    log.warning("job %s: could not give back lease %s: %s", jobid, lease, exc)
+                    continue
                 self.store.set_lease(jobid, None)
                 self._renewed.pop(lease, None)
 

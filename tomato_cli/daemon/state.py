@@ -249,19 +249,25 @@ class StateStore:
         status: str | None,
         state_id: str | None = None,
         db: sqlite3.Connection | None = None,
+        while_status: str | None = None,
     ) -> None:
         """Prefect now shows ``status`` for the job. ``state_id`` is the state tomato set
         for it; without one, the last state tomato set is kept (a state its flow run wrote
-        itself, such as Running, is not tomato's)."""
+        itself, such as Running, is not tomato's). With ``while_status``, only if the job
+        is still in that status (a push read earlier must not undo what came since)."""
         sql = (
             "UPDATE jobs SET prefect_status=?,"
             " prefect_state_id=COALESCE(?, prefect_state_id) WHERE id=?"
         )
+        params: tuple[object, ...] = (status, state_id, jobid)
+        if while_status is not None:
+            sql += " AND status=?"
+            params += (while_status,)
         if db is not None:
-            db.execute(sql, (status, state_id, jobid))
+            db.execute(sql, params)
             return
         with self.transaction() as tx:
-            tx.execute(sql, (status, state_id, jobid))
+            tx.execute(sql, params)
 
     def own_state_ids(self) -> dict[int, str]:
         """The last Prefect state tomato set on each live or waiting job's flow run."""

@@ -53,7 +53,9 @@ class StatePush:
                 problems.append(f"job {job.id}: {type(exc).__name__}: {exc}")
                 if count >= MAX_TRIES:
                     # give up on this record: Prefect keeps what it has, tomato says why
-                    self.store.set_prefect_status(job.id, job.status, "refused")
+                    self.store.set_prefect_status(
+                        job.id, job.status, "refused", while_status=job.status
+                    )
                     log.error("job %s: state %s not mirrored in Prefect", job.id, job.status)
         return problems
 
@@ -76,7 +78,7 @@ class StatePush:
         else:
             force = job.status == "r"  # resumed: back to Running from our Paused
             state_id = flow_runs.set_status(frid, job.status, job.error, force=force)
-        self.store.set_prefect_status(job.id, job.status, state_id)
+        self.store.set_prefect_status(job.id, job.status, state_id, while_status=job.status)
 
     def _moved_on(self, job: Job) -> bool:
         """The job's status is no longer the one this round read (the next round pushes it)."""
