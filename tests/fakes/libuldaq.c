@@ -3,7 +3,7 @@
  * uldaq (PyPI) loads libuldaq.so with ctypes and looks up every function it wraps when it
  * is imported; tomato-mcc then finds USB devices, connects one, sets a channel's
  * thermocouple type and reads temperatures. This library simulates FAKE_ULDAQ_DEVICES
- * (default 1) USB-TC boxes of 8 channels each. Every thermocouple starts as type K; a
+ * (default 1) USB-TC boxes of 8 channels each. Every thermocouple starts as type T; a
  * channel reads 20 degC + its number + 0.5 degC per thermocouple-type code (so a test sees
  * which type the driver set). A channel outside 0..7 is BAD_AI_CHAN (14). Functions
  * tomato-mcc never calls answer UNHANDLED_EXCEPTION (1).
@@ -23,7 +23,7 @@ typedef struct {
     char reserved[512];
 } DaqDeviceDescriptor;
 
-enum { USB_IFC = 1, HAS_AI_DEV = 1, CHAN_TC_TYPE = 2, TC_K = 2, CHANNELS = 8, MAX_DEV = 16 };
+enum { USB_IFC = 1, HAS_AI_DEV = 1, CHAN_TC_TYPE = 2, TC_T = 3, CHANNELS = 8, MAX_DEV = 16 };
 enum { ERR_UNHANDLED = 1, ERR_BAD_DEV_HANDLE = 2, ERR_BAD_AI_CHAN = 14, ERR_NOT_SUPPORTED = 24 };
 
 static long long tc_type[MAX_DEV][CHANNELS];
@@ -58,7 +58,7 @@ long long ulCreateDaqDevice(DaqDeviceDescriptor d) {
     int i = atoi(d.unique_id + 4);
     if (strncmp(d.unique_id, "FAKE", 4) != 0 || i < 0 || i >= device_count()) return 0;
     if (!configured[i]) { /* a box keeps its settings across handles, as the real one does */
-        for (int ch = 0; ch < CHANNELS; ch++) tc_type[i][ch] = TC_K;
+        for (int ch = 0; ch < CHANNELS; ch++) tc_type[i][ch] = TC_T;
         configured[i] = 1;
     }
     return i + 1;

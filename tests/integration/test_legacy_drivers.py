@@ -469,8 +469,8 @@ def test_mcc_registers_and_reads_thermocouples_on_a_fake_library(
     components = [{"address": "1", "channel": "3"}, {"address": "1", "channel": "5"}]
     reply = client.call("register", components=components)
     assert reply["1,3"]["capabilities"] == ["measure_temperature"]
-    # the fake reads 20 degC + channel + 0.5 per type code: the driver set type J (1) on
-    # channel 3, its default, and type K (2) on channel 5, as the settings say
+    # the fake's channels start as type T (3) and read 20 degC + channel + 0.5 per type
+    # code: the driver set type J (1) on channel 3, its default, and K (2) on channel 5
     assert client.call("get_attr", key="1,3", attr="temperature") == {
         "value": 23.5,
         "units": "celsius",
