@@ -139,3 +139,30 @@ def test_a_push_read_before_the_end_does_not_undo_it(tmp_path: Path) -> None:
     control.runner_report(job.id, "ce", "Failed or Crashed set in Prefect (Failed)")
     sync.pusher.push(RecordingFlowRuns(), read, pushed)  # type: ignore[arg-type]
     assert store.jobs_unsynced() == []
+
+
+class StartingFlowRuns(RecordingFlowRuns):
+    """Prefect answering a push while the gate starts the job (the race of a busy host)."""
+
+    def __init__(self, store: StateStore, jobid: int) -> None:
+        super().__init__()
+        self.store, self.jobid = store, jobid
+
+    def set_status(self, frid: str, status: str, message=None, force: bool = False) -> str:
+        job = self.store.job(self.jobid)
+        assert job is not None
+        job.status = "r"
+        self.store.save_job(job)
+        return super().set_status(frid, status, message, force)
+
+
+def test_a_waiting_state_pushed_while_the_job_starts_stays_tomatos_own(tmp_path: Path) -> None:
+    """Else watching Prefect takes the Waiting state for a user's Pause of the running job."""
+    sync, store = _sync(tmp_path)
+    job = _job(store)
+    store.set_prefect_status(job.id, "q", "created")
+    job.status = "qw"
+    store.save_job(job)
+    sync.pusher.push(StartingFlowRuns(store, job.id), job, "q")  # type: ignore[arg-type]
+    assert store.own_state_ids()[job.id] == "state-1"  # the Waiting state: tomato's
+    assert [(j.id, pushed) for j, pushed in store.jobs_unsynced()] == [(job.id, "q")]  # r: next

@@ -253,16 +253,20 @@ class StateStore:
     ) -> None:
         """Prefect now shows ``status`` for the job. ``state_id`` is the state tomato set
         for it; without one, the last state tomato set is kept (a state its flow run wrote
-        itself, such as Running, is not tomato's). With ``while_status``, only if the job
-        is still in that status (a push read earlier must not undo what came since)."""
+        itself, such as Running, is not tomato's). With ``while_status``, the status is
+        recorded only if the job is still in that status (a push read earlier must not undo
+        what came since); the state id is recorded anyway, as the state tomato set last."""
         sql = (
             "UPDATE jobs SET prefect_status=?,"
             " prefect_state_id=COALESCE(?, prefect_state_id) WHERE id=?"
         )
         params: tuple[object, ...] = (status, state_id, jobid)
         if while_status is not None:
-            sql += " AND status=?"
-            params += (while_status,)
+            sql = (
+                "UPDATE jobs SET prefect_status=CASE WHEN status=? THEN ? ELSE prefect_status"
+                " END, prefect_state_id=COALESCE(?, prefect_state_id) WHERE id=?"
+            )
+            params = (while_status, status, state_id, jobid)
         if db is not None:
             db.execute(sql, params)
             return
