@@ -55,3 +55,33 @@ def test_a_live_jobs_slot_is_not_taken(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="is held"):
         leases.take(slots, "pip-1", "f2")  # type: ignore[arg-type]
     assert slots.given_back == [] and slots.holder == "lease-f1"
+
+
+class RefusingOnce(SlotsOfOnePipeline):
+    """Prefect refusing the first give-back (busy: 503), then taking it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refused = False
+
+    def give_back(self, lease_id: str) -> None:
+        if not self.refused:
+            self.refused = True
+            raise RuntimeError("503 Service Unavailable")
+        super().give_back(lease_id)
+
+    def take(self, pipeline: str, flow_run_id: str) -> str:
+        return f"lease-{flow_run_id}"  # another pipeline's slot: free
+
+
+def test_a_slot_prefect_will_not_take_back_holds_up_no_start(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "tomato.db")
+    leases, slots = SlotLeases(store), RefusingOnce()
+    first = _job(store)
+    store.save_launch(first.id, "grant", "lease-f1")
+    first.status = "c"
+    store.save_job(first)
+    assert leases.take(slots, "pip-2", "f2") == "lease-f2"  # type: ignore[arg-type]
+    assert store.leases(("c",)) == {first.id: "lease-f1"}  # kept, to give back later
+    leases.keep(slots)  # type: ignore[arg-type]
+    assert slots.given_back == ["lease-f1"] and store.leases(("c",)) == {}
