@@ -107,16 +107,16 @@ class PrefectWatch:
         if old is not None:
             if old.status not in FINAL_STATUSES or old.id in unsynced:
                 return  # its end is not in Prefect yet: the next push settles it
-            if not _moved_after_the_end(run, old):
-                assert old.completed_at is not None
-                if (now() - old.completed_at).total_seconds() > ENGINE_END_GRACE_S:
-                    # its engine never wrote the end (its process died first): tomato does
-                    state_id = flow_runs.set_status(run["id"], old.status, old.error, force=True)
-                    self.store.set_prefect_status(old.id, old.status, state_id)
-                return  # else its engine is writing the end the job reported
-            # a Retry: the old run keeps its end; the payload runs again as a new job
+            retry = _moved_after_the_end(run, old)
+            if not retry and not _engine_overdue(old):
+                return  # its engine is writing the end the job reported
+            # the run gets the job's end: a Retry's old run keeps it, and an engine that
+            # never wrote it (its process died first) has it written by tomato
             state_id = flow_runs.set_status(run["id"], old.status, old.error, force=True)
             self.store.set_prefect_status(old.id, old.status, state_id)
+            if not retry:
+                return
+            # a Retry: the payload runs again as a new job
             params = {"payload": old.payload.model_dump(mode="json", exclude_none=True)}
             run = {**run, "id": None}
         try:
@@ -154,3 +154,9 @@ def _moved_after_the_end(run: dict[str, Any], job: Job) -> bool:
     is the job's own: its engine has yet to write the end the job reported."""
     since = run.get("state_time")
     return since is None or job.completed_at is None or since > job.completed_at
+
+
+def _engine_overdue(job: Job) -> bool:
+    """The job ended longer ago than its engine may take to write that end in Prefect."""
+    ended = job.completed_at
+    return ended is not None and (now() - ended).total_seconds() > ENGINE_END_GRACE_S

@@ -46,21 +46,20 @@ class SlotLeases:
         (and expires on its own), without holding up the others."""
         with self._ended_lock:
             for jobid, lease in self.store.leases(FINAL_STATUSES).items():
-                try:
-                    slots.give_back(lease)
-                except Exception as exc:
-                    log.warning("job %s: could not give back lease %s: %s", jobid, lease, exc)
-                    continue
-                self.store.set_lease(jobid, None)
-                self._renewed.pop(lease, None)
+                if self.give_back(slots, lease):
+                    self.store.set_lease(jobid, None)
 
-    def give_back(self, slots: PipelineSlots | None, lease_id: str) -> None:
+    def give_back(self, slots: PipelineSlots | None, lease_id: str) -> bool:
+        """Give back one slot; False (logged) if Prefect did not take it (it expires on its
+        own, or is tried again)."""
+        self._renewed.pop(lease_id, None)
         try:
             if slots is not None:
                 slots.give_back(lease_id)
-        except Exception as exc:  # it expires on its own
+                return True
+        except Exception as exc:
             log.warning("could not give back lease %s: %s", lease_id, exc)
-        self._renewed.pop(lease_id, None)
+        return False
 
     def keep(self, slots: PipelineSlots, connecting: bool = False) -> None:
         """Renew the slots of live jobs, give back those of ended jobs, and after a

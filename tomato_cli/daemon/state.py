@@ -257,16 +257,11 @@ class StateStore:
         recorded only if the job is still in that status (a push read earlier must not undo
         what came since); the state id is recorded anyway, as the state tomato set last."""
         sql = (
-            "UPDATE jobs SET prefect_status=?,"
-            " prefect_state_id=COALESCE(?, prefect_state_id) WHERE id=?"
+            "UPDATE jobs SET prefect_status=CASE WHEN ?1 IS NULL OR status=?1 THEN ?2"
+            " ELSE prefect_status END, prefect_state_id=COALESCE(?3, prefect_state_id)"
+            " WHERE id=?4"
         )
-        params: tuple[object, ...] = (status, state_id, jobid)
-        if while_status is not None:
-            sql = (
-                "UPDATE jobs SET prefect_status=CASE WHEN status=? THEN ? ELSE prefect_status"
-                " END, prefect_state_id=COALESCE(?, prefect_state_id) WHERE id=?"
-            )
-            params = (while_status, status, state_id, jobid)
+        params = (while_status, status, state_id, jobid)
         if db is not None:
             db.execute(sql, params)
             return
