@@ -345,6 +345,30 @@ def test_alicat_registers_sets_and_resets_on_a_fake_port(legacy_host: Any) -> No
         alicat.close()
 
 
+def run_task(
+    client: DriverClient,
+    key: str,
+    technique: str,
+    duration: float,
+    interval: float,
+    params: dict[str, Any],
+    timeout: float = 10,
+) -> dict[str, Any]:
+    """Start a task on a driver host, wait (bounded) until it ends; its data block."""
+    client.call(
+        "task_start",
+        key=key,
+        technique_name=technique,
+        max_duration=duration,
+        sampling_interval=interval,
+        task_params=params,
+    )
+    deadline = time.monotonic() + timeout
+    while client.call("task_status", key=key)["running"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return client.call("task_data", key=key)
+
+
 def test_bronkhorst_registers_runs_a_task_and_resets_on_a_fake_port(legacy_host: Any) -> None:
     mfc = FakeBronkhorst(node=3, capacity=50.0, unit="mln/min").start()
     try:
@@ -361,19 +385,8 @@ def test_bronkhorst_registers_runs_a_task_and_resets_on_a_fake_port(legacy_host:
         with pytest.raises(DriverError, match="maximum"):
             client.call("set_attr", key=key, attr="setpoint", value="80 ml/min")
         assert mfc.writes == []  # refused before it reached the instrument
-        client.call(
-            "task_start",
-            key=key,
-            technique_name="constant_flow",
-            max_duration=1.0,
-            sampling_interval=0.2,
-            task_params={"setpoint": "12.5 ml/min"},
-        )
-        deadline = time.monotonic() + 10
-        while client.call("task_status", key=key)["running"] and time.monotonic() < deadline:
-            time.sleep(0.2)
+        block = run_task(client, key, "constant_flow", 1.0, 0.2, {"setpoint": "12.5 ml/min"})
         assert (mfc.SETPOINT, 12.5) in mfc.writes  # the task's thread set it
-        block = client.call("task_data", key=key)
         assert len(block["uts"]) >= 3
         assert set(block["data"]["flow"]) == {12.5} and block["units"]["flow"] == "ml/min"
         client.call("reset", key=key)
@@ -415,18 +428,8 @@ def test_picovna_registers_and_sweeps_on_a_fake_sdk(legacy_host: Any, fake_vna_s
     assert client.call("get_attr", key=key, attr="temperature")["value"] == 38.0
     with pytest.raises(DriverError, match="not permitted"):
         client.call("set_attr", key=key, attr="bandwidth", value="3 Hz")
-    client.call(
-        "task_start",
-        key=key,
-        technique_name="linear_sweep",
-        max_duration=2.0,
-        sampling_interval=1.0,
-        task_params={"sweep_params": [{"start": 1e6, "stop": 1e7, "points": 11}]},
-    )
-    deadline = time.monotonic() + 20
-    while client.call("task_status", key=key)["running"] and time.monotonic() < deadline:
-        time.sleep(0.2)
-    block = client.call("task_data", key=key)
+    sweep = {"sweep_params": [{"start": 1e6, "stop": 1e7, "points": 11}]}
+    block = run_task(client, key, "linear_sweep", 2.0, 1.0, sweep, timeout=20)
     assert len(block["uts"]) >= 1
     assert block["dims"]["Re(S11)"] == ["freq"] and block["units"]["freq"] == "Hz"
     freq = unpack_array(block["coords"]["freq"])
