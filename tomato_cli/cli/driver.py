@@ -12,12 +12,10 @@ from typing import Any
 
 import typer
 
-from tomato_cli.cli.output import Common, emit, fail, table
+from tomato_cli.cli.output import Common, emit, fail, sub_app, table
 from tomato_cli.rpc import Reply
 
-driver_app = typer.Typer(
-    help="Install, list and remove tomato 2.x driver packages.", no_args_is_help=True
-)
+driver_app = sub_app("Install, list and remove tomato 2.x driver packages.")
 
 FIND_LINKS = typer.Option(
     None, "--find-links", "-f", help="Also look for packages in this folder (pip --find-links)."

@@ -11,13 +11,11 @@ from typing import Any
 
 import typer
 
-from tomato_cli.cli.output import Common, emit, fail
+from tomato_cli.cli.output import Common, emit, fail, sub_app
 from tomato_cli.rpc import Reply
 
-lab_app = typer.Typer(
-    help="A lab-wide Prefect server on PostgreSQL for several tomato hosts "
-    "(see docs/scale-out.md).",
-    no_args_is_help=True,
+lab_app = sub_app(
+    "A lab-wide Prefect server on PostgreSQL for several tomato hosts (see docs/scale-out.md)."
 )
 LAB_DIR = typer.Option(..., "--dir", help="Folder of the lab server (made on first start).")
 

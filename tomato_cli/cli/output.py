@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 import sys
 import tomllib
@@ -109,10 +110,32 @@ VERSION = typer.Option(
 )
 
 
+# Every app and sub-app is made here, so that help reads the same everywhere:
+# - printed as written: rich markup would eat "[daemon]" and "[prefect]" (settings tables
+#   named in help texts) and show flags as "<bool>";
+# - -h as well as --help on every command, as tomato 2.2 (argparse) takes it.
+HELP_OPTIONS = ["-h", "--help"]
+
+
+def sub_app(help: str) -> typer.Typer:  # noqa: A002 - typer's own word
+    """A group of subcommands (``tomato pipeline``, ``tomato driver``, ...)."""
+    return typer.Typer(
+        help=help,
+        no_args_is_help=True,
+        rich_markup_mode=None,
+        context_settings={"help_option_names": HELP_OPTIONS},
+    )
+
+
 def make_app(help: str) -> typer.Typer:  # noqa: A002 - typer's own word
     """A CLI app whose commands all take the common options (before or after the command)."""
     app = typer.Typer(
-        help=help, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False
+        help=help,
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+        rich_markup_mode=None,
+        context_settings={"help_option_names": HELP_OPTIONS},
     )
 
     @app.callback()
@@ -229,11 +252,27 @@ def hoist_common(argv: list[str]) -> list[str]:
     return front + rest
 
 
+def build_command(app: typer.Typer) -> Any:
+    """The app as a click command tree, as ``run_app`` runs it."""
+    command = typer.main.get_command(app)
+    _whole_short_help(command)
+    return command
+
+
+def _whole_short_help(command: Any) -> None:
+    """Command lists show each command's whole first paragraph: click would cut it short
+    with "..." to fit its column."""
+    if not command.short_help and command.help:
+        command.short_help = " ".join(inspect.cleandoc(command.help).split("\n\n")[0].split())
+    for sub in getattr(command, "commands", {}).values():
+        _whole_short_help(sub)
+
+
 def run_app(app: typer.Typer, prog: str) -> None:
     """Run a CLI; a usage mistake is one line on stderr and exit code 2, never a panel."""
     from typer._click import exceptions as click_errors
 
-    command = typer.main.get_command(app)
+    command = build_command(app)
     try:
         code = command.main(args=hoist_common(sys.argv[1:]), prog_name=prog, standalone_mode=False)
     except click_errors.NoArgsIsHelpError as exc:

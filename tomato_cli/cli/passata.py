@@ -62,7 +62,7 @@ def get(
     component: str = COMPONENT,
     attrs: list[str] = typer.Argument(..., help="Attribute names."),
 ):
-    """Read attributes: ``-y`` gives ``{attr: value, ...}`` as tomato 2.2 does."""
+    """Read attributes; with -y, data is {attr: value, ...} as in tomato 2.2."""
     opts: Common = ctx.obj
     values: dict[str, Any] = {}
     lines = []

@@ -12,13 +12,13 @@ import typer
 
 from tomato_cli.cli.driver import driver_app
 from tomato_cli.cli.lab_server import lab_app
-from tomato_cli.cli.output import Common, ask, emit, fail, make_app, run_app
+from tomato_cli.cli.output import Common, ask, emit, fail, make_app, run_app, sub_app
 from tomato_cli.cli.spinner import working
 from tomato_cli.cli.status_view import by_name, pipeline_record, status_text, tomato22_shapes
 from tomato_cli.rpc import Reply, Unreachable, call
 
 app = make_app("Manage the tomato daemon and its pipelines.")
-pipeline_app = typer.Typer(help="Load, eject and ready pipelines.", no_args_is_help=True)
+pipeline_app = sub_app("Load, eject and ready pipelines.")
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(driver_app, name="driver")
 app.add_typer(lab_app, name="lab-server")
