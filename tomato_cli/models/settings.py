@@ -290,10 +290,21 @@ def _table(name: str, table: dict[str, Any], out: list[str]) -> None:
         _table(f"{name}.{_key(key)}" if name else _key(key), sub, out)
 
 
+# What tomato 2.2's `tomato init` writes under an empty [repositories]: the line users (and
+# 2.2's own test suite) uncomment to get RO-Crates for the repository "default"
+REPOSITORIES_EXAMPLE = (
+    "# default.endpoint = 'https://example.endpoint/'",
+    "# default.api_key = 'abcd23abcd23'",
+)
+
+
 def dump_settings(settings: Settings) -> str:
     """The settings as TOML text."""
     out: list[str] = ["# tomato settings"]
     _table("", settings.model_dump(), out)
+    if not settings.repositories:
+        at = out.index("\n[repositories]") + 1
+        out[at:at] = REPOSITORIES_EXAMPLE
     return "\n".join(out) + "\n"
 
 
