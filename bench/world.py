@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 OURS_BIN = ROOT / ".venv" / "bin"
 THEIRS_BIN = BENCH / ".venv-tomato22" / "bin"
-REFERENCE = ROOT.parent / "shared" / "reference"
+REFERENCE = ROOT / "tests" / "data" / "reference"
 TMP_PREFIX = "tomato-bench-"
 CREATED: list[Path] = []  # every world folder made by this process, swept at exit
 

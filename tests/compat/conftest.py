@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.compat.tomato22 import REFERENCE, WHY_NOT
+from tests.compat.tomato22 import WHY_NOT
 from tests.compat.world import World, write_devices
+from tests.reference import REFERENCE
 
 TRAP = "raise ImportError('this is the user checkout, not tomato-prefect')\n"
 
@@ -90,8 +91,6 @@ def worlds(tmp_path_factory: pytest.TempPathFactory, checkout: Path) -> Iterator
     """Both daemons, started together; torn down (every process killed) at the end."""
     if WHY_NOT is not None:
         pytest.skip(WHY_NOT)
-    if not REFERENCE.is_dir():
-        pytest.skip(f"tomato 2.2's reference files are not at {REFERENCE}")
     ours = World("ours", tmp_path_factory.mktemp("ours"))
     theirs = World("theirs", tmp_path_factory.mktemp("theirs"))
     try:

@@ -14,8 +14,9 @@ import psutil
 import pytest
 import xarray as xr
 
-from tests.compat.tomato22 import PYTHON, REFERENCE, run22
+from tests.compat.tomato22 import PYTHON, run22
 from tests.compat.world import World
+from tests.reference import REFERENCE
 from tomato_cli.models import load_payload
 
 pytestmark = pytest.mark.slow

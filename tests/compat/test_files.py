@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.compat.tomato22 import REFERENCE, needs_reference, needs_tomato22, run22
+from tests.compat.tomato22 import needs_tomato22, run22
+from tests.reference import REFERENCE
 from tomato_cli.models import Job, load_payload, load_settings, parse_payload
 from tomato_cli.models.settings import unused_driver_keys
 from tomato_cli.models.submit import complete_payload
@@ -24,7 +25,6 @@ PAYLOADS = REFERENCE / "payloads"
 TS = sorted(SCHEMAS.glob("ts?.yml")) if SCHEMAS.is_dir() else []
 REF_PAYLOADS = sorted(PAYLOADS.glob("*.yml")) if PAYLOADS.is_dir() else []
 
-pytestmark = [needs_reference]
 
 # What ketchup submit of tomato 2.2 makes of a payload file: dgbowl-schemas' parse, its
 # upgrades up to 2.2, and the output/snapshot paths set to the submit folder.

@@ -9,11 +9,12 @@ from pathlib import Path
 import yaml
 
 from tests.compat.tomato22 import BIN as THEIRS_BIN
-from tests.compat.tomato22 import REFERENCE, needs_reference, needs_tomato22
+from tests.compat.tomato22 import needs_tomato22
 from tests.integration.harness import BIN as OURS_BIN
+from tests.reference import REFERENCE
 from tomato_cli.models import load_settings
 
-pytestmark = [needs_tomato22, needs_reference]
+pytestmark = [needs_tomato22]
 
 
 def _run(bin_dir: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:

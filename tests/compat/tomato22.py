@@ -13,7 +13,6 @@ ROOT = Path(__file__).resolve().parents[2]
 VENV = ROOT / "bench" / ".venv-tomato22"
 BIN = VENV / "bin"
 PYTHON = BIN / "python"
-REFERENCE = ROOT.parent / "shared" / "reference"
 
 
 def _usable() -> str | None:
@@ -32,9 +31,6 @@ def _usable() -> str | None:
 
 WHY_NOT = _usable()
 needs_tomato22 = pytest.mark.skipif(WHY_NOT is not None, reason=str(WHY_NOT))
-needs_reference = pytest.mark.skipif(
-    not REFERENCE.is_dir(), reason=f"tomato 2.2's reference files are not at {REFERENCE}"
-)
 
 
 def run22(code: str, data: Any = None, cwd: Path | None = None) -> Any:

@@ -18,7 +18,6 @@ import yaml
 from tomato_cli.rpc import free_port
 
 BIN = Path(sys.executable).parent
-REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
 DATA = Path(__file__).resolve().parent.parent / "data"
 
 

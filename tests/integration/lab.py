@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from tests.integration.harness import BIN, Tomato, kill_leftovers
+from tests.skips import skip_system
 from tomato_cli.models import load_settings, write_settings
 from tomato_cli.models.credentials import read_auth_file, write_auth_file
 from tomato_cli.orchestration.lab_config import LabServerError
@@ -31,7 +32,7 @@ def postgres_or_skip() -> None:
     except LabServerError as exc:
         if os.environ.get("CI"):
             pytest.fail(f"{exc}: .ci/install should have installed it")
-        pytest.skip(f"{exc}; it cannot be installed here (needs root and apt-get)")
+        skip_system(f"{exc}; it cannot be installed here (needs root and apt-get)")
 
 
 def lab_root() -> Path:

@@ -16,6 +16,7 @@ import pytest
 import xarray as xr
 
 from tests.integration.harness import DATA, Tomato, counter_payload
+from tests.skips import skip_system
 
 pytestmark = pytest.mark.slow
 
@@ -276,7 +277,7 @@ def full_disk(tmp_path: Path) -> Iterator[Path]:
         ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True
     )
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+        skip_system(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
     try:
         with open(mount / "filler", "wb") as filler:
             try:

@@ -23,6 +23,7 @@ from tests.integration.lab import (
     postgres_or_skip,
     running_lab,
 )
+from tests.skips import system_mark
 from tomato_cli.models.credentials import write_auth_file
 from tomato_cli.orchestration.lab_postgres import postgres_bindir
 from tomato_cli.orchestration.lab_processes import api_status
@@ -281,7 +282,7 @@ def test_lab_server_bad_folders_are_refused_in_one_line(tmp_path: Path) -> None:
     assert not (tmp_path / "x").exists()
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="only root hands the cluster to `postgres`")
+@system_mark(None if os.geteuid() == 0 else "only root hands the cluster to `postgres`")
 def test_lab_server_in_a_folder_postgres_cannot_enter_is_refused(tmp_path: Path) -> None:
     postgres_or_skip()
     # pytest's tmp folders are 0700 and owned by root: the postgres user cannot enter them

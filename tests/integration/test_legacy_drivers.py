@@ -27,6 +27,7 @@ from drivers.samples import unpack_array
 from tests.fakes import vna_sdk
 from tests.fakes.serial_port import FakeAlicat, FakeBronkhorst, FakeJumo, FakeOmega
 from tests.integration.harness import BIN, DATA, REFERENCE, Tomato, kill_leftovers
+from tests.skips import skip_system
 from tomato_cli.rpc import free_port
 from tomato_cli.units import cf_units
 
@@ -453,7 +454,7 @@ def test_picovna_refuses_a_serial_that_is_not_connected(
 def fake_libuldaq(tmp_path: Path) -> dict[str, str]:
     """The environment that makes the fake libuldaq.so the one uldaq loads (built here)."""
     if shutil.which("gcc") is None:
-        pytest.skip("gcc is not installed (.ci/install installs it): cannot build the fake")
+        skip_system("gcc is not installed (.ci/install installs it): cannot build the fake")
     lib = tmp_path / "uldaq-lib"
     lib.mkdir()
     source = Path(__file__).resolve().parents[1] / "fakes" / "libuldaq.c"

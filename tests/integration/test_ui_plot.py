@@ -5,13 +5,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pytest
-
 from tests.integration import browser
 from tests.integration.harness import Tomato, counter_payload
+from tests.skips import system_mark
 from tomato_cli import plots
 
-pytestmark = pytest.mark.skipif(browser.missing() is not None, reason=str(browser.missing()))
+pytestmark = system_mark(browser.missing())
 
 
 def test_flow_run_page_shows_the_live_plot_and_it_changes(lab: Tomato, tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.reference import REFERENCE
 from tests.unit.messages import assert_one_line
 from tomato_cli.models import (
     ConfigError,
@@ -16,8 +17,8 @@ from tomato_cli.models import (
     load_devices,
 )
 
-REF = Path(__file__).parents[2].parent / "shared" / "reference" / "devices"
-DEVICE_FILES = sorted(REF.glob("*.json")) if REF.is_dir() else []
+REF = REFERENCE / "devices"
+DEVICE_FILES = sorted(REF.glob("*.json"))
 
 GOOD = {
     "devices": [
@@ -58,7 +59,6 @@ def changed(edit) -> dict:
     return data
 
 
-@pytest.mark.skipif(not DEVICE_FILES, reason="reference devices files not available")
 @pytest.mark.parametrize("path", DEVICE_FILES, ids=lambda p: p.name)
 def test_reference_devices_files_load(path):
     cfg = load_devices(path, known_drivers={"example_counter", "psutil"})
@@ -68,7 +68,6 @@ def test_reference_devices_files_load(path):
         assert pip.components and all(c.capabilities == [] for c in pip.components)
 
 
-@pytest.mark.skipif(not DEVICE_FILES, reason="reference devices files not available")
 def test_reference_counter_wildcard_expands():
     pips = expand_pipelines(load_devices(REF / "devices_counter.json"))
     assert [p.name for p in pips] == [f"pip-counter-{i}" for i in range(1, 5)]

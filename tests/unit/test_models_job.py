@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.reference import REFERENCE
 from tomato_cli.models import FINAL_STATUSES, Component, Job, Payload, parse_payload
 
-REF_NC = Path(__file__).parents[2].parent / "shared" / "reference" / "results.ref.nc"
-needs_ref = pytest.mark.skipif(not REF_NC.is_file(), reason="reference results not available")
+REF_NC = REFERENCE / "results.ref.nc"
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,6 @@ def ref_attrs() -> tuple[str, str]:
         return dt.attrs["tomato_Job"], dt["counter"].attrs["tomato_Component"]
 
 
-@needs_ref
 def test_reference_job_validates(ref_attrs):
     job = Job.model_validate_json(ref_attrs[0])
     assert job.id == 1 and job.status == "c" and job.is_final
@@ -36,7 +35,6 @@ def test_reference_job_validates(ref_attrs):
     assert dumped["payload"] == original["payload"]
 
 
-@needs_ref
 def test_reference_component_round_trips(ref_attrs):
     comp = Component.model_validate_json(ref_attrs[1])
     assert comp.name == "example_counter:(example-addr,1)"

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.reference import REFERENCE
 from tests.unit.messages import assert_one_line
 from tomato_cli.models import Payload, PayloadError, load_payload, parse_payload, upgrade_payload
 
-REF = Path(__file__).parents[2].parent / "shared" / "reference" / "payloads"
-PAYLOAD_FILES = sorted(REF.glob("*.yml")) if REF.is_dir() else []
-needs_ref = pytest.mark.skipif(not PAYLOAD_FILES, reason="reference payloads not available")
+REF = REFERENCE / "payloads"
+PAYLOAD_FILES = sorted(REF.glob("*.yml"))
 
 GOOD = {
     "version": "2.2",
@@ -45,7 +45,6 @@ def write(tmp_path: Path, data, name: str = "payload.yml") -> Path:
     return path
 
 
-@needs_ref
 @pytest.mark.parametrize("path", PAYLOAD_FILES, ids=lambda p: p.name)
 def test_reference_payloads_upgrade(path):
     raw = yaml.safe_load(path.read_text())
@@ -59,7 +58,6 @@ def test_reference_payloads_upgrade(path):
     assert again == payload
 
 
-@needs_ref
 def test_reference_0x_details():
     p = load_payload(REF / "counter_multistep_multidev.yml")
     assert [(t.component_role, t.technique_name) for t in p.method] == [
@@ -76,7 +74,6 @@ def test_reference_0x_details():
     assert load_payload(REF / "counter_output_prefix.yml").settings.output.prefix == "data"
 
 
-@needs_ref
 def test_reference_1x_2x_details():
     p = load_payload(REF / "psutil_counter.yml")
     assert p.method[2].task_params == {"min": 50.0, "max": 100.0}

@@ -11,11 +11,12 @@ import netCDF4
 import numpy as np
 import pytest
 
+from tests.reference import REFERENCE
 from tomato_cli import plots
 from tomato_cli.models import Job, parse_payload
 from tomato_cli.store import JobStore, write_results
 
-REF_NC = Path(__file__).parents[2].parent / "shared" / "reference" / "results.ref.nc"
+REF_NC = REFERENCE / "results.ref.nc"
 UTS0 = 1.768e9
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -116,7 +117,6 @@ def test_results_give_the_same_plot_as_the_store(tmp_path: Path) -> None:
     assert render_a == render_b
 
 
-@pytest.mark.skipif(not REF_NC.is_file(), reason="reference results not available")
 def test_plots_a_results_file_of_tomato_2_2() -> None:
     series = plots.from_results(REF_NC)
     texts = svg_texts(plots.render(series, "reference", "svg"))
