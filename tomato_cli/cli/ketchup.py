@@ -153,7 +153,7 @@ def resume(ctx: typer.Context, jobids: list[int] = typer.Argument(..., help="Job
 def snapshot(ctx: typer.Context, jobids: list[int] = typer.Argument(..., help="Job ids.")):
     """Write an up-to-date snapshot.<jobid>.nc of each job into the current directory."""
     from tomato_cli.models.context import JobContext
-    from tomato_cli.store.results import write_job_results
+    from tomato_cli.store.results import set_aside, write_job_results
 
     opts: Common = ctx.obj
     contexts = []
@@ -165,16 +165,24 @@ def snapshot(ctx: typer.Context, jobids: list[int] = typer.Argument(..., help="J
         if context.job.status in ("q", "qw"):
             fail(opts, f"job {jobid} has not started yet (status {context.job.status})")
         contexts.append(context)
-    paths = []
+    paths, kept = [], []
     for context in contexts:
         path = Path.cwd() / f"snapshot.{context.jobid}.nc"
         try:
+            aside = set_aside(path, context.job)  # a file of another job is kept
             write_job_results(context, path)
         except OSError as exc:
             fail(opts, f"cannot write {path}: {exc}")
         paths.append(str(path))
-    data = {"path": paths[0], "paths": paths} if len(paths) == 1 else {"paths": paths}
-    emit(opts, Reply(True, f"wrote {', '.join(paths)}", data))
+        if aside is not None:
+            kept.append(str(aside))
+    data: dict[str, Any] = {"path": paths[0]} if len(paths) == 1 else {}
+    data["paths"] = paths
+    msg = f"wrote {', '.join(paths)}"
+    if kept:
+        data["kept"] = kept
+        msg += f"; the files of other jobs that had those names are now {', '.join(kept)}"
+    emit(opts, Reply(True, msg, data))
 
 
 @app.command()

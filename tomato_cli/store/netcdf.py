@@ -108,6 +108,17 @@ def _fsync(path: Path) -> None:
 _HDF5_LOCK = threading.Lock()
 
 
+def read_job_attr(path: Path) -> str | None:
+    """The root attr ``tomato_Job`` of a NetCDF file, or None if it has none or is no
+    NetCDF file at all."""
+    try:
+        with _HDF5_LOCK, netCDF4.Dataset(path, "r") as nc:
+            value = nc.getncattr("tomato_Job") if "tomato_Job" in nc.ncattrs() else None
+    except (OSError, RuntimeError, ValueError):
+        return None
+    return value if isinstance(value, str) else None
+
+
 def write_results(
     path: Path,
     store: JobStore,
