@@ -1,14 +1,22 @@
-"""The job flow: one flow run per tomato job; each technique step is one Prefect task."""
+"""The job flow: one flow run per tomato job; each technique step is one Prefect task.
+
+A job the daemon started while Prefect was away runs the same steps outside Prefect's
+flow engine (:func:`run_outside_engine`), each in a thread of its own; the daemon writes
+its flow run's states once Prefect is back.
+"""
 
 from __future__ import annotations
 
+import contextvars
+import logging
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.exceptions import Abort
+from prefect.exceptions import Abort, MissingContextError
 from prefect.futures import wait
 from prefect.states import Cancelled, Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -18,12 +26,21 @@ from flows.context import JobRun, NotGranted, granted_context
 from flows.plot_artifact import create_plot_artifact
 from flows.progress import Progress
 from tomato_cli.models import Job, Task
+from tomato_cli.models.context import JobContext
 from tomato_cli.names import LAB_DEPLOYMENT
 from tomato_cli.store.results import write_final_results
 
 
 class StepError(RuntimeError):
     """A technique step failed on its instrument."""
+
+
+def _logger() -> logging.Logger | logging.LoggerAdapter:
+    """The run's logger in Prefect's engine; outside it, the job's own log."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(__name__)
 
 
 def polling_interval(step: Task) -> float:
@@ -70,7 +87,7 @@ def run_step(run: JobRun, index: int) -> dict[str, Any]:
     A pause stops the step on the hardware (its data kept); on resume the step runs for
     the rest of its ``max_duration``.
     """
-    logger = get_run_logger()
+    logger = _logger()
     step = run.job.payload.method[index]
     role = step.component_role
     if step.start_with_task_name and not _wait_trigger(run, step.start_with_task_name):
@@ -169,30 +186,80 @@ def tomato_job(jobid: int | None = None, payload: dict[str, Any] | str | None = 
         if deployment.name == LAB_DEPLOYMENT:  # a lab job a worker took: back in the queue
             _back_to_lab_queue(str(flow_run.id))
         raise Abort(f"tomato: {exc}") from None
-    run = JobRun(context)
+    return _run(JobRun(context), in_engine=True)
+
+
+def run_outside_engine(context: JobContext) -> None:
+    """Run a job the daemon started while Prefect was away, without Prefect's engine: the
+    same steps, each in its own thread. Its grant came over the runner's private pipe."""
+    if context.grant is None:
+        raise NotGranted("a job without the daemon's grant does not run")
+    _run(JobRun(context), in_engine=False)
+
+
+def _run(run: JobRun, in_engine: bool) -> Any:
+    """The job: its steps (roles in parallel, each role's steps in order), then its end."""
     payload_ = run.job.payload
-    logger.info(
-        "job %s: sample %r on pipeline %r", run.job.id, payload_.sample.identifier, run.job.pipeline
+    _logger().info(
+        "job %s: sample %r on pipeline %r%s",
+        run.job.id,
+        payload_.sample.identifier,
+        run.job.pipeline,
+        "" if in_engine else " (outside Prefect's engine: Prefect was away at its start)",
     )
     run.report("r")
     run.watch_mailbox()
-    progress = Progress(run)
-    create_plot_artifact(run)
-    progress.start()
+    progress = None
+    if in_engine:  # the UI's view of the job: artifacts of its flow run
+        progress = Progress(run)
+        create_plot_artifact(run)
+        progress.start()
+    errors = _steps_in_engine(run) if in_engine else _steps_outside_engine(run)
+    run.steps_done.set()
+    return _finish(run, errors, progress, in_engine)
 
+
+def _step_name(index: int, step: Task) -> str:
+    return step.task_name or f"{index}-{step.component_role}-{step.technique_name}"
+
+
+def _steps_in_engine(run: JobRun) -> list[str]:
+    """Each step a Prefect task run; returns why those that did not complete did not."""
     previous: dict[str, Any] = {}
     futures = []
-    for index, step in enumerate(payload_.method):
+    for index, step in enumerate(run.job.payload.method):
         role = step.component_role
-        name = step.task_name or f"{index}-{role}-{step.technique_name}"
-        future = run_step.with_options(task_run_name=name).submit(
+        future = run_step.with_options(task_run_name=_step_name(index, step)).submit(
             run, index, wait_for=[previous[role]] if role in previous else None
         )
         previous[role] = future
         futures.append(future)
     wait(futures)
-    run.steps_done.set()
-    return _finish(run, futures, progress)
+    return [_failure(f.state) for f in futures if not f.state.is_completed()]
+
+
+def _steps_outside_engine(run: JobRun) -> list[str]:
+    """Each step in a thread (one per step: a step waits for the one before on its role);
+    returns why those that did not complete did not."""
+    method = run.job.payload.method
+    previous: dict[str, Future] = {}
+    futures: list[Future] = []
+    with ThreadPoolExecutor(max(1, len(method)), thread_name_prefix="step") as pool:
+        for index, step in enumerate(method):
+            after = previous.get(step.component_role)
+            context = contextvars.copy_context()  # the job's log follows it
+            future = pool.submit(context.run, _step_after, run, index, after)
+            previous[step.component_role] = future
+            futures.append(future)
+    return [str(f.exception()) for f in futures if f.exception() is not None]
+
+
+def _step_after(run: JobRun, index: int, after: Future | None) -> dict[str, Any]:
+    """Run step ``index`` once the step before it on its role completed."""
+    if after is not None and after.exception() is not None:
+        name = _step_name(index, run.job.payload.method[index])
+        raise StepError(f"{name}: not run: the step before it on its role did not complete")
+    return run_step.fn(run, index)
 
 
 def _back_to_lab_queue(flow_run_id: str) -> None:
@@ -204,11 +271,13 @@ def _back_to_lab_queue(flow_run_id: str) -> None:
         client.set_flow_run_state(flow_run_id, waiting, force=True)
 
 
-def _finish(run: JobRun, futures: list[Any], progress: Progress) -> Any:
+def _finish(run: JobRun, errors: list[str], progress: Progress | None, in_engine: bool) -> Any:
     """Reset the components, write the results, tell the daemon; the flow run's state."""
-    errors = [_failure(f.state) for f in futures if not f.state.is_completed()]
+    reset, write = (
+        (reset_components, write_results) if in_engine else (reset_components.fn, write_results.fn)
+    )
     try:
-        reset_components(run)
+        reset(run)
     except Exception as exc:
         errors.append(f"reset failed: {exc}")
     end_as, reason = run.end_as
@@ -220,7 +289,7 @@ def _finish(run: JobRun, futures: list[Any], progress: Progress) -> Any:
         outcome, why = "c", None
     ended = run.job.ended(outcome, why)  # type: ignore[arg-type]
     try:
-        path, problem = write_results(run, ended)
+        path, problem = write(run, ended)
         if problem:
             errors.append(problem)
     except Exception as exc:
@@ -242,5 +311,6 @@ def _finish(run: JobRun, futures: list[Any], progress: Progress) -> Any:
     else:
         run.report("c")
         state = Completed(message=f"{total} samples written to {path}")
-    progress.finish()
+    if progress is not None:
+        progress.finish()
     return state

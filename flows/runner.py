@@ -2,8 +2,10 @@
 
 Started by the daemon ahead of time. Each line on stdin is one job context; the job's
 existing flow run is run with Prefect's flow engine in a thread of its own, so one runner
-can host several jobs at once. On stdout (the control channel to the daemon) the runner
-says ``ready`` once imported and ``done <jobid>`` after each job. EOF on stdin means
+can host several jobs at once. A job the daemon started while Prefect was away runs
+outside the engine (its context says so), and touches no Prefect API. On stdout (the
+control channel to the daemon) the runner says ``ready`` once imported and ``done
+<jobid>`` after each job. EOF on stdin means
 "take no more jobs": the runner exits once its running jobs have ended.
 """
 
@@ -49,7 +51,7 @@ def run_job(context: JobContext) -> None:
     from prefect.task_runners import ThreadPoolTaskRunner
 
     from flows.context import PRELOADED
-    from flows.job import tomato_job
+    from flows.job import run_outside_engine, tomato_job
     from tomato_cli.prefect_internals import run_existing_flow_run
 
     jobid = context.jobid
@@ -61,6 +63,9 @@ def run_job(context: JobContext) -> None:
     for logger in loggers:
         logger.addHandler(handler)
     try:
+        if not context.in_engine:
+            run_outside_engine(context)
+            return
         assert context.flow_run_id is not None
         PRELOADED[context.flow_run_id] = context  # the daemon's grant, for this run only
         with get_client(sync_client=True) as client:

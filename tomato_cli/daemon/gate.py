@@ -27,6 +27,10 @@ Capabilities = Callable[[Component], list[str]]
 class PipelineSlotKeeper(Protocol):
     """Takes and gives back pipelines' slots in Prefect (the Prefect sync does)."""
 
+    @property
+    def healthy(self) -> bool:
+        """Prefect answers: a job's flow run can run in its engine and hold the slot."""
+
     def take_slot(self, pipeline: str, flow_run_id: str) -> str: ...
 
     def give_back_slot(self, lease_id: str) -> None: ...
@@ -72,9 +76,12 @@ def plan(
 class Gate:
     """Looks at the queue whenever something changed (and twice a second) and starts jobs.
 
-    Before a job starts, its flow run takes the pipeline's slot in Prefect (see
-    :mod:`tomato_cli.orchestration.pipeline_slots`); a job whose slot Prefect refuses, or
-    cannot give because it is away, keeps waiting.
+    While Prefect answers, a job's flow run takes the pipeline's slot in Prefect before
+    the job starts (see :mod:`tomato_cli.orchestration.pipeline_slots`), and a job whose
+    slot Prefect refuses keeps waiting. While Prefect is away (starting, or restarting),
+    the daemon's own record of the pipeline is enough: the job starts outside Prefect's
+    flow engine, and the Prefect sync makes its flow run, its states and its slot once
+    Prefect is back.
     """
 
     def __init__(
@@ -124,10 +131,12 @@ class Gate:
                     self.lifecycle.move(by_id[jobid], status, Cause.GATE)  # type: ignore[arg-type]
         for jobid, name in assignments:
             job = by_id[jobid]
-            if job.flow_run_id is not None:  # else Prefect is still starting
-                self._start(job.id, name, job.flow_run_id)
+            if not self.slots.healthy:
+                self._start(job.id, name, lease=None)  # Prefect away: it follows later
+            elif job.flow_run_id is not None:  # else the sync is making it
+                self._take_slot_and_start(job.id, name, job.flow_run_id)
 
-    def _start(self, jobid: int, pipeline: str, flow_run_id: str) -> None:
+    def _take_slot_and_start(self, jobid: int, pipeline: str, flow_run_id: str) -> None:
         try:
             lease = self.slots.take_slot(pipeline, flow_run_id)  # a Prefect call: not locked
         except Exception as exc:
@@ -136,6 +145,11 @@ class Gate:
             self.waiting_for_slot[jobid] = str(exc)
             return
         self.waiting_for_slot.pop(jobid, None)
+        self._start(jobid, pipeline, lease)
+
+    def _start(self, jobid: int, pipeline: str, lease: str | None) -> None:
+        """Start the job on the pipeline if both are still as planned; ``lease`` is its
+        flow run's slot, or None if Prefect is away (the job runs outside its engine)."""
         with self.lock:
             job = self.store.job(jobid)
             pipelines = self.store.pipelines()
@@ -148,15 +162,18 @@ class Gate:
                 or not is_free_for(job, pip)
                 or busy & {c.name for c in pip.components}
             ):
-                self.slots.give_back_slot(lease)  # the queue changed meanwhile
+                if lease is not None:
+                    self.slots.give_back_slot(lease)  # the queue changed meanwhile
                 return
             with self.lifecycle.transaction() as db:
                 pip.jobid = job.id
                 self.store.save_pipeline(pip, db)
                 job.pipeline, job.launched_at = pip.name, now()
-                self.store.save_launch(job.id, secrets.token_hex(16), lease, db)
+                grant = secrets.token_hex(16)
+                self.store.save_launch(job.id, grant, lease, db, in_engine=lease is not None)
                 self.lifecycle.move(job, "r", Cause.GATE, db=db)
             self.lifecycle.committed()
             job.pid = self.launch(job)
             self.store.save_job(job)
-        log.info("job %s started on %s (runner pid %s)", job.id, pip.name, job.pid)
+        how = "" if lease is not None else " outside Prefect's engine (Prefect is away)"
+        log.info("job %s started on %s%s (runner pid %s)", job.id, pip.name, how, job.pid)

@@ -175,6 +175,7 @@ class JobControl:
             components=components,
             flow_run_id=job.flow_run_id,
             grant=self.store.grant_of(job.id),
+            in_engine=self.store.runs_in_engine(job.id),
         )
 
     # changes asked for by users (CLI or Prefect)
@@ -264,10 +265,12 @@ class JobControl:
             if status not in FINAL_STATUSES:
                 raise RpcError(f"a flow run cannot report status {status!r}")
             # one transaction: the sync must never see the end without knowing that the
-            # flow run's engine writes its final state (it would mark the run Crashed)
+            # flow run's engine writes its final state (it would mark the run Crashed); a
+            # job that runs outside the engine has its end written by the sync
             with self.lifecycle.transaction() as db:
                 if not self.lifecycle.move(job, status, Cause.RUNNER, error=error, db=db):  # type: ignore[arg-type]
                     raise RpcError(f"job {jobid} is {job.status}; it cannot end as {status}")
-                self.store.set_prefect_status(job.id, job.status, db=db)
+                if self.store.runs_in_engine(job.id, db):
+                    self.store.set_prefect_status(job.id, job.status, db=db)
             self.lifecycle.committed()
         return job

@@ -4,7 +4,8 @@ The gate takes a pipeline's slot (through the Prefect sync) before a job starts;
 lease id is kept in the state store. Each round of the sync renews the leases of live jobs,
 gives back those of ended ones (so does the gate, before it takes a slot), and after a
 (re)connect retakes what a restarted server forgot (see
-:mod:`tomato_cli.orchestration.pipeline_slots`).
+:mod:`tomato_cli.orchestration.pipeline_slots`). A job the gate started while Prefect was
+away has no lease: its flow run takes the slot once it exists in Prefect.
 """
 
 from __future__ import annotations
@@ -62,8 +63,9 @@ class SlotLeases:
         return False
 
     def keep(self, slots: PipelineSlots, connecting: bool = False) -> None:
-        """Renew the slots of live jobs, give back those of ended jobs, and after a
-        (re)connect retake what a restarted server forgot."""
+        """Renew the slots of live jobs, give back those of ended jobs, after a (re)connect
+        retake what a restarted server forgot, and take those of jobs started while
+        Prefect was away."""
         from tomato_cli.orchestration.pipeline_slots import RENEW_S
 
         self.give_back_ended(slots)
@@ -76,9 +78,26 @@ class SlotLeases:
                 else:
                     lost.append(jobid)
         for jobid in lost:
-            job = self.store.job(jobid)
-            if job is None or job.pipeline is None or job.flow_run_id is None:
-                continue
-            log.warning("job %s: Prefect lost the slot of %s; retaking it", jobid, job.pipeline)
+            self._take_for(slots, jobid, "Prefect lost the slot of {}; retaking it")
+        for jobid in self.store.unleased(LIVE_STATUSES):
+            why = "started while Prefect was away; taking the slot of {} now"
+            self._take_for(slots, jobid, why, logging.INFO)
+
+    def _take_for(
+        self, slots: PipelineSlots, jobid: int, why: str, level: int = logging.WARNING
+    ) -> None:
+        """Take the slot of a live job's pipeline for its flow run. The daemon gave the job
+        the pipeline: a holder Prefect still knows of is a lease it failed to give back."""
+        from tomato_cli.orchestration.pipeline_slots import SlotTaken
+
+        job = self.store.job(jobid)
+        if job is None or job.pipeline is None or job.flow_run_id is None:
+            return  # no flow run yet: the next round
+        log.log(level, "job %s: %s", jobid, why.format(job.pipeline))
+        try:
+            lease = slots.take(job.pipeline, job.flow_run_id)
+        except SlotTaken:
             slots.clear(job.pipeline)
-            self.store.set_lease(jobid, slots.take(job.pipeline, job.flow_run_id))
+            lease = slots.take(job.pipeline, job.flow_run_id)
+        self._renewed[lease] = time.monotonic()
+        self.store.set_lease(jobid, lease)

@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE TABLE IF NOT EXISTS launches (
     jobid INTEGER PRIMARY KEY,
     grant_token TEXT NOT NULL,
-    lease_id TEXT
+    lease_id TEXT,
+    in_engine INTEGER NOT NULL DEFAULT 1
 );
 CREATE TABLE IF NOT EXISTS drivers (
     name TEXT PRIMARY KEY,
@@ -117,6 +118,9 @@ class StateStore:
         columns = {row[1] for row in self.db.execute("PRAGMA table_info(jobs)")}
         if "prefect_state_id" not in columns:
             self.db.execute("ALTER TABLE jobs ADD COLUMN prefect_state_id TEXT")
+        launch_columns = {row[1] for row in self.db.execute("PRAGMA table_info(launches)")}
+        if "in_engine" not in launch_columns:
+            self.db.execute("ALTER TABLE launches ADD COLUMN in_engine INTEGER NOT NULL DEFAULT 1")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -288,14 +292,37 @@ class StateStore:
 
     # launches: the gate's grant of a pipeline to one start of a job's flow run
     def save_launch(
-        self, jobid: int, grant: str, lease_id: str | None, db: sqlite3.Connection | None = None
+        self,
+        jobid: int,
+        grant: str,
+        lease_id: str | None,
+        db: sqlite3.Connection | None = None,
+        in_engine: bool = True,
     ) -> None:
-        sql = "INSERT OR REPLACE INTO launches (jobid, grant_token, lease_id) VALUES (?, ?, ?)"
+        """Record one start of the job. ``in_engine``: Prefect's flow engine runs it (and
+        writes its Running and its end); else it runs without Prefect, which was away when
+        it started, and the Prefect sync writes every state of its flow run."""
+        sql = (
+            "INSERT OR REPLACE INTO launches (jobid, grant_token, lease_id, in_engine)"
+            " VALUES (?, ?, ?, ?)"
+        )
+        params = (jobid, grant, lease_id, int(in_engine))
         if db is not None:
-            db.execute(sql, (jobid, grant, lease_id))
+            db.execute(sql, params)
         else:
             with self.transaction() as tx:
-                tx.execute(sql, (jobid, grant, lease_id))
+                tx.execute(sql, params)
+
+    def runs_in_engine(self, jobid: int, db: sqlite3.Connection | None = None) -> bool:
+        """Whether the job's last start runs in Prefect's flow engine (a job not started
+        yet counts as one: its engine will write its Running)."""
+        with self.lock:
+            row = (
+                (db or self.db)
+                .execute("SELECT in_engine FROM launches WHERE jobid=?", (jobid,))
+                .fetchone()
+            )
+        return row is None or bool(row[0])
 
     def set_lease(self, jobid: int, lease_id: str | None) -> None:
         with self.transaction() as db:
@@ -312,6 +339,17 @@ class StateStore:
                 statuses,
             ).fetchall()
         return dict(rows)
+
+    def unleased(self, statuses: tuple[str, ...]) -> list[int]:
+        """Jobs in these statuses started without a pipeline slot (Prefect was away)."""
+        marks = ",".join("?" * len(statuses))
+        with self.lock:
+            rows = self.db.execute(
+                "SELECT launches.jobid FROM launches JOIN jobs ON jobs.id = launches.jobid"
+                f" WHERE launches.lease_id IS NULL AND jobs.status IN ({marks})",
+                statuses,
+            ).fetchall()
+        return [r[0] for r in rows]
 
     def grant_of(self, jobid: int) -> str | None:
         with self.lock:

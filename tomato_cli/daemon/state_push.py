@@ -1,7 +1,9 @@
 """Pushing the statuses the daemon decided into Prefect: each job's flow run, then its state.
 
 Statuses a job's flow run writes itself (running, and how it ended) are recorded as pushed
-by the daemon when it hears of them. The id of every state tomato sets is recorded as
+by the daemon when it hears of them. A job started while Prefect was away runs outside
+Prefect's flow engine: every state of its flow run, Running and the end included, is
+pushed from here, as soon as Prefect answers. The id of every state tomato sets is recorded as
 tomato's own, so that watching Prefect (:mod:`tomato_cli.daemon.prefect_watch`) never
 mistakes it for a user's action. A failing push is retried on later rounds, and given up
 after ``MAX_TRIES``, without holding up the others; a deleted flow run cancels its job.
@@ -65,22 +67,35 @@ class StatePush:
             job.flow_run_id, pushed = self.create(flow_runs, job), "q"
         if pushed == job.status:
             return
-        if job.status == "rp" and job.connected_at is None:
+        in_engine = self.store.runs_in_engine(job.id)
+        if job.status == "rp" and job.connected_at is None and in_engine:
             return  # its engine is yet to write Running, which would undo the Paused
         if job.status in WAITING_STATUSES and self._moved_on(job):
             return  # started meanwhile: a waiting state now would hide its Running
         frid = job.flow_run_id
-        if job.status == "r" and pushed in WAITING_STATUSES:
+        if job.status == "r" and pushed in WAITING_STATUSES and in_engine:
             flow_runs.tag(frid, job)  # its engine writes Running; show the pipeline
             state_id = None
-        elif job.status == "ce" and pushed in LIVE_STATUSES:
+        elif job.status == "ce" and pushed in LIVE_STATUSES and in_engine:
             state_id = flow_runs.mark_crashed(frid, job.error or "the job's process died")
         else:
-            force = job.status == "r"  # resumed: back to Running from our Paused
+            force = job.status == "r" or not in_engine  # resumed; or no engine to race
             state_id = flow_runs.set_status(frid, job.status, job.error, force=force)
         self.store.set_prefect_status(job.id, job.status, state_id, while_status=job.status)
+        if not in_engine and pushed in WAITING_STATUSES:
+            flow_runs.tag(frid, job)  # show the pipeline
+            flow_runs.log(frid, outside_engine_note(job))
 
     def _moved_on(self, job: Job) -> bool:
         """The job's status is no longer the one this round read (the next round pushes it)."""
         current = self.store.job(job.id)
         return current is None or current.status != job.status
+
+
+def outside_engine_note(job: Job) -> str:
+    """The line in the flow run's log of a job that runs outside Prefect's flow engine."""
+    return (
+        f"tomato: job {job.id} started on {job.pipeline} while Prefect was away, so it runs "
+        "outside Prefect's flow engine: tomato writes its states here, and its steps' log "
+        f"is in {job.jobpath}/job.log. Cancel, pause and resume work as usual."
+    )

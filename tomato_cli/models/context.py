@@ -20,7 +20,9 @@ class JobContext(BaseModel):
     """Everything a job's flow run needs, built by the daemon when the gate starts the job.
 
     ``grant`` is the daemon's proof that it gave this launch the job's pipeline: a flow run
-    started any other way has none, and must not touch an instrument.
+    started any other way has none, and must not touch an instrument. ``in_engine`` is
+    False for a job started while Prefect was away: it runs without Prefect's flow engine,
+    and the daemon mirrors it into Prefect.
     """
 
     jobid: int
@@ -30,6 +32,7 @@ class JobContext(BaseModel):
     components: dict[str, RoleComponent]  # by role
     flow_run_id: str | None = None
     grant: str | None = None
+    in_engine: bool = True
 
     def component(self, role: str) -> Component:
         return self.components[role].component
