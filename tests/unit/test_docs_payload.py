@@ -139,3 +139,14 @@ def test_every_payload_on_the_pages_is_accepted(page: str, tmp_path: Path) -> No
         path.write_text(block)
         payload = load_payload(path)
         assert payload.method
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/usage.md", "docs/migrating.md"])
+def test_every_devices_file_on_the_pages_loads(page: str, tmp_path: Path) -> None:
+    """Every YAML block that starts with ``devices:`` is a devices file tomato accepts."""
+    text = (USAGE.parents[1] / page).read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
+    for i, block in enumerate(b for b in blocks if b.startswith("devices:")):
+        path = tmp_path / f"devices-{i}.yml"
+        path.write_text(block)
+        assert expand_pipelines(load_devices(path, {"example_counter", "psutil"}))
