@@ -181,7 +181,7 @@ def snapshot(ctx: typer.Context, jobids: list[int] = typer.Argument(..., help="J
     msg = f"wrote {', '.join(paths)}"
     if kept:
         data["kept"] = kept
-        msg += f"; the files of other jobs that had those names are now {', '.join(kept)}"
+        msg += f"; what was there before, not written by the job, is kept as {', '.join(kept)}"
     emit(opts, Reply(True, msg, data))
 
 
