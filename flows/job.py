@@ -259,7 +259,11 @@ def _step_after(run: JobRun, index: int, after: Future | None) -> dict[str, Any]
     if after is not None and after.exception() is not None:
         name = _step_name(index, run.job.payload.method[index])
         raise StepError(f"{name}: not run: the step before it on its role did not complete")
-    return run_step.fn(run, index)
+    try:
+        return run_step.fn(run, index)
+    except Exception:
+        _logger().exception("step %s failed", _step_name(index, run.job.payload.method[index]))
+        raise
 
 
 def _back_to_lab_queue(flow_run_id: str) -> None:
