@@ -8,7 +8,8 @@ import time
 import pytest
 import yaml
 
-from tests.integration.harness import REFERENCE, Tomato
+from tests.integration.harness import Tomato
+from tests.reference import REFERENCE
 
 
 def test_init_writes_settings_and_devices(fresh: Tomato) -> None:

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from tests.integration.harness import REFERENCE, Tomato, counter_payload
+from tests.integration.harness import Tomato, counter_payload
+from tests.reference import REFERENCE
 from tomato_cli.models import Component, Job
 
 PAYLOADS = REFERENCE / "payloads"

@@ -26,7 +26,8 @@ from drivers.origins import DriverCatalog
 from drivers.samples import unpack_array
 from tests.fakes import vna_sdk
 from tests.fakes.serial_port import FakeAlicat, FakeBronkhorst, FakeJumo, FakeOmega
-from tests.integration.harness import BIN, DATA, REFERENCE, Tomato, kill_leftovers
+from tests.integration.harness import BIN, DATA, Tomato, kill_leftovers
+from tests.reference import REFERENCE
 from tests.skips import skip_system
 from tomato_cli.rpc import free_port
 from tomato_cli.units import cf_units
