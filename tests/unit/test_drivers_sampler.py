@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from typing import Any
 
 from drivers.example_counter import ExampleCounterDriver
 from drivers.sampler import Sampler, sample_count
+
+# Bounds on waits for a sampler thread: generous, for a machine whose cores another
+# process keeps busy; a passing run returns as soon as the thread is done.
+DONE_S = 30.0
+
+
+def _done(runner: Sampler) -> dict[str, Any]:
+    """The status once the sampling thread has ended (its task done, stopped or failed)."""
+    deadline = time.monotonic() + DONE_S
+    while not runner.done:
+        assert time.monotonic() < deadline, runner.status()
+        time.sleep(0.01)
+    return runner.status()
 
 
 def _runner(duration: float, interval: float, **kwargs: Any) -> Sampler:
@@ -28,8 +42,7 @@ def test_sample_count_rule() -> None:
 def test_counts_like_reference() -> None:
     runner = _runner(1.0, 0.1)
     runner.start()
-    time.sleep(1.2)
-    status = runner.status()
+    status = _done(runner)
     assert status["done"] and not status["running"] and status["error"] is None
     uts, rows = runner.drain()
     assert len(uts) == 10
@@ -39,12 +52,14 @@ def test_counts_like_reference() -> None:
 
 
 def test_stop_is_prompt() -> None:
-    runner = _runner(60, 0.5)
+    # slots 60 s apart: a sampler that finished its wait for the next slot before it looked
+    # at the stop would take 60 s; a prompt one ends at once (5 s: a busy machine's delay)
+    runner = _runner(600, 60)
     runner.start()
     time.sleep(0.05)
     t0 = time.monotonic()
-    runner.stop()
-    assert time.monotonic() - t0 < 0.2
+    runner.stop(timeout=5)
+    assert time.monotonic() - t0 < 5
     assert runner.status()["stopped"] and runner.done
 
 
@@ -56,8 +71,7 @@ def test_measure_error_ends_task() -> None:
 
     runner.component.measure = broken  # type: ignore[method-assign]
     runner.start()
-    time.sleep(0.1)
-    status = runner.status()
+    status = _done(runner)  # the first sample fails: the task ends, not its 5 s
     assert not status["running"]
     assert status["error"] == "RuntimeError: sensor unplugged"
 
@@ -65,25 +79,46 @@ def test_measure_error_ends_task() -> None:
 def test_late_slots_caught_up_or_skipped() -> None:
     hang_lock = threading.Lock()
     comp = ExampleCounterDriver({}).create_component("a", "1")
+    readings: list[float] = []
+
+    def clock() -> float:  # the wall clock of the samples' stamps; its first reading is
+        readings.append(now := time.time())  # the sampler's own start
+        return now
+
     runner = Sampler(
-        "a,1", comp, "count", 1.0, 0.01, hang_lock, threading.RLock(), catchup_window=0.2
+        "a,1",
+        comp,
+        "count",
+        1.0,
+        0.01,
+        hang_lock,
+        threading.RLock(),
+        catchup_window=0.2,
+        clock=clock,
     )
     with hang_lock:
         runner.start()
-        time.sleep(0.5)  # a stall of ~50 slots: ~20 are skipped, the rest caught up
-    time.sleep(0.7)
-    status = runner.status()
-    assert status["done"]
-    assert 20 <= status["missed"] <= 35
+        time.sleep(0.5)  # a stall of ~50 slots: ~30 are skipped, the rest caught up
+    status = _done(runner)
     assert status["samples"] + status["missed"] == 100
     uts, _ = runner.drain()
     assert all(b > a for a, b in zip(uts, uts[1:], strict=False))
+    # How many slots the stall made overdue by more than the catch-up window follows from
+    # how long it lasted as the sampler saw it, not from the 0.5 s asked for (a busy machine
+    # stretches it, and may start the sampler's thread late): the first sample waited for
+    # the lock, so it is stamped at the stall's end. Slot n is due n * 0.01 s after the
+    # start; the sampler looks at slot 2 right after that stamp and skips the slots overdue
+    # by more than 0.2 s, then catches up the other ~20.
+    stall = uts[0] - readings[0]
+    overdue = math.floor((stall - 0.2 - 0.02) / 0.01) + 1
+    assert overdue >= 20  # the stall was long enough to test a skip
+    # +-1: the sampler reads its clock for slot 2 a moment after the first stamp
+    assert overdue - 1 <= status["missed"] <= overdue + 1, (status["missed"], stall)
 
 
 def test_buffer_is_bounded() -> None:
     runner = _runner(0.2, 0.001, buffer_limit=50)
     runner.start()
-    time.sleep(0.4)
-    status = runner.status()
+    status = _done(runner)
     assert status["buffered"] == 50
     assert status["dropped"] == status["samples"] - 50 > 0

@@ -157,7 +157,7 @@ def _run(host: DriverHost, key: str, technique: str, duration: float, **params: 
 
 
 def _wait(host: DriverHost, key: str) -> None:
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30  # tasks of a few seconds at most, on a busy machine
     while host.handle("task_status", {"key": key}).data["running"]:
         assert time.monotonic() < deadline
         time.sleep(0.01)
@@ -170,12 +170,15 @@ def test_task_data_is_one_block_per_coordinate_and_collect_takes_them_all(tmp_pa
         {
             "key": key,
             "technique_name": "trig_function",
-            "max_duration": 0.4,
+            "max_duration": 2.0,  # still running when the points change, however busy the machine
             "sampling_interval": 0.02,
         },
     )
     assert reply.success, reply.msg
-    time.sleep(0.15)
+    deadline = time.monotonic() + 30
+    while host.handle("task_status", {"key": key}).data["samples"] < 3:  # some on 5 points
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
     assert host.handle("set_attr", {"key": key, "attr": "points", "value": 3}).success
     _wait(host, key)
     total = host.handle("task_status", {"key": key}).data["samples"]

@@ -56,7 +56,7 @@ def fails(host: DriverHost, cmd: str, **args: Any) -> str:
     return reply.msg
 
 
-def wait_task(host: DriverHost, key: str, timeout: float = 10) -> dict[str, Any]:
+def wait_task(host: DriverHost, key: str, timeout: float = 30) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         status = ok(host, "task_status", key=key)
@@ -200,6 +200,15 @@ def tcp() -> Iterator[tuple[InstrumentSimulator, DriverHost, str]]:
     sim.stop()
 
 
+def sampled(host: DriverHost, key: str, at_least: int, timeout: float = 30) -> None:
+    """Wait until the running task has taken ``at_least`` samples (not for a time: a busy
+    machine takes them later)."""
+    deadline = time.monotonic() + timeout
+    while (status := ok(host, "task_status", key=key))["samples"] < at_least:
+        assert status["running"] and time.monotonic() < deadline, status
+        time.sleep(0.02)
+
+
 def start(host: DriverHost, key: str, **params: Any) -> None:
     ok(
         host,
@@ -233,7 +242,7 @@ def test_a_fault_ends_the_task_with_a_clear_error_and_the_data_kept(
 ) -> None:
     sim, host, key = tcp
     start(host, key, source_current=0.001)
-    time.sleep(0.4)
+    sampled(host, key, 4)
     sim.fault = fault
     status = wait_task(host, key)
     assert reason in status["error"] and "InstrumentError" in status["error"], status
@@ -253,7 +262,7 @@ def test_vanished_instrument_comes_back(
 ) -> None:
     sim, host, key = tcp
     start(host, key, source_current=0.001)
-    time.sleep(0.3)
+    sampled(host, key, 3)
     sim.stop()
     status = wait_task(host, key)
     assert "instrument TCPIP0::127.0.0.1" in status["error"], status
@@ -319,7 +328,7 @@ def test_other_channels_keep_working_during_a_fault(
             max_duration=1,
             sampling_interval=0.05,
         )
-        time.sleep(0.2)
+        sampled(host, okey, 1)  # the other instrument's task runs when this one faults
         sim.fault = "timeout"
         assert wait_task(host, key)["error"]
         status = wait_task(host, okey)
