@@ -84,7 +84,9 @@ def set_aside(path: Path, job: Job) -> Path | None:
 
 
 def _job_log(job: Job, message: str) -> None:
-    """A warning in the job's own log (job.log in its folder), whoever writes the file."""
+    """A warning in the job's own log (job.log in its folder), whoever writes the file
+    (the job's runner, the daemon or `ketchup snapshot`). Logged at debug level only: in
+    the runner, every record at INFO and above goes to job.log too, and would be there twice."""
     log.debug("job %s: %s", job.id, message)
     if job.jobpath is None:
         return
