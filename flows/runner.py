@@ -35,7 +35,12 @@ def say(line: str) -> None:
 
 
 class JobLogFile(logging.FileHandler):
-    """The job folder's ``job.log``: every record logged on behalf of one job."""
+    """The job folder's ``job.log``: every record logged on behalf of one job, once.
+
+    It hangs on the root logger and on ``prefect`` (whose records do not reach the root
+    where Prefect's logging configuration stops their propagation); where they do
+    propagate, the record reaches this handler twice, and the second time is dropped.
+    """
 
     def __init__(self, path: Path, jobid: int):
         super().__init__(path, encoding="utf-8")
@@ -43,7 +48,10 @@ class JobLogFile(logging.FileHandler):
         self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return CURRENT_JOB.get() == self.jobid
+        if CURRENT_JOB.get() != self.jobid or getattr(record, "tomato_job_log", None) is self:
+            return False
+        record.tomato_job_log = self  # both passes of a record run in the thread that logs it
+        return True
 
 
 def run_job(context: JobContext) -> None:
