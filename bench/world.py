@@ -178,6 +178,18 @@ class World:
         drvs = data.get("drvs") or {}
         return bool(drvs) and all(d.get("connected_at") and d.get("pid") for d in drvs.values())
 
+    def jobs_can_start(self) -> bool:
+        """True once a job submitted now would start at once: ours needs its driver hosts
+        only (a job starts while Prefect is still starting, which mirrors it later); 2.2
+        is :meth:`usable`."""
+        if self.kind != "ours":
+            return self.usable()
+        res = self.run("tomato", "status")
+        if not res.ok:
+            return False
+        drivers = (res.data or {}).get("drivers") or []
+        return bool(drivers) and all(d.get("state") == "running" for d in drivers)
+
     def wait_usable(self, timeout: float = 240) -> float:
         t0 = time.monotonic()
         while time.monotonic() - t0 < timeout:
