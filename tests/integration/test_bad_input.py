@@ -212,7 +212,9 @@ def test_every_user_value_has_a_bounded_cost(
     path = make(tmp_path)
     t0 = time.monotonic()
     msg = lab.fails("ketchup", "submit", str(path), cwd=tmp_path)
-    assert time.monotonic() - t0 < 10, "two CLI runs took too long"
+    # two CLI runs: 1-2 s each, up to ~5 s each when another process keeps both cores
+    # busy; evaluating any of these values would take minutes or never end: 30 s
+    assert time.monotonic() - t0 < 30, "two CLI runs took too long"
     assert reason in msg, f"{case}: {msg}"
     assert _state(lab) == before
     assert _drivers(lab) == drivers  # no driver host was hung, killed or restarted
@@ -223,7 +225,7 @@ def test_passata_set_has_a_bounded_cost(lab: Tomato, value: str) -> None:
     drivers = _drivers(lab)
     t0 = time.monotonic()
     msg = lab.fails("passata", "set", "example-addr,4", "param", value)
-    assert time.monotonic() - t0 < 10
+    assert time.monotonic() - t0 < 30  # as above: two CLI runs, not an endless evaluation
     assert "param" in msg, msg
     assert lab.ok("passata", "get", "example-addr,4", "param") == {"param": 1.0}
     assert _drivers(lab) == drivers
@@ -234,5 +236,7 @@ def test_devices_file_alias_bomb_is_refused(fresh: Tomato) -> None:
     fresh.devices_file.write_text(_alias_bomb() + "\n" + fresh.devices_file.read_text())
     t0 = time.monotonic()
     msg = fresh.fails("tomato", "start")
-    assert time.monotonic() - t0 < 20
+    # two CLI runs that read the file and stop (seconds, more on a busy machine); expanding
+    # the bomb would take minutes or exhaust the memory: 60 s
+    assert time.monotonic() - t0 < 60
     assert "devices file" in msg and "aliases" in msg, msg

@@ -15,6 +15,7 @@ import xarray as xr
 
 from drivers.scpi.simulator import InstrumentSimulator
 from tests.integration.harness import Tomato, kill_leftovers
+from tests.integration.waits import wait_stored
 
 SETTINGS = """
 [drivers.scpi]
@@ -212,12 +213,15 @@ def _run_until_fault(
     default = (step("cell", "constant_current", 6.0, 0.1, source_current=0.002),)
     jobid = lab.submit(payload(pipeline, *(steps or default)), cwd=tmp_path)
     lab.wait_job(jobid, ("r",), timeout=60)
-    time.sleep(1.5)
+    kept = 0
     if inject is not None:
+        kept = wait_stored(lab, jobid, 5, role="cell")  # the fault comes with data stored
         inject()
     job = lab.wait_job(jobid, timeout=60)
     assert job["status"] == "ce", job
-    return job, samples(tmp_path / f"results.{jobid}.nc", "cell")
+    data = samples(tmp_path / f"results.{jobid}.nc", "cell")
+    assert data.sizes["uts"] >= kept  # nothing stored is lost
+    return job, data
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ import yaml
 
 from tests.integration.harness import BIN, Tomato, counter_payload
 from tests.integration.terminal import PtyProcess, run_in_pty
+from tests.integration.waits import stored, wait_stored
 from tests.unit.test_plots import svg_texts
 
 CURSOR_UP = "\x1b[1A"  # a live view redraws itself in place
@@ -101,9 +102,9 @@ def test_ketchup_plot_of_a_running_and_a_finished_job(lab: Tomato, tmp_path: Pat
     import matplotlib.image
 
     lab.prepare("pip-counter-4", "plot-me")
-    jobid = lab.submit(counter_payload("plot-me", duration=4, interval=0.2), cwd=tmp_path)
-    lab.wait_job(jobid, ("r",))
-    time.sleep(1.5)
+    # 20 s: still running when `ketchup plot` (matplotlib: seconds on a busy machine) looks
+    jobid = lab.submit(counter_payload("plot-me", duration=20, interval=0.2), cwd=tmp_path)
+    wait_stored(lab, jobid, 5)
     data = lab.ok("ketchup", "plot", str(jobid), "-o", "running.svg", cwd=tmp_path)
     assert data == {"path": str(tmp_path / "running.svg"), "format": "svg"}
     texts = svg_texts((tmp_path / "running.svg").read_bytes())
@@ -139,12 +140,14 @@ def test_the_daemon_serves_the_live_plot_on_demand(lab: Tomato, tmp_path: Path) 
     jobid = lab.submit(payload, cwd=tmp_path)
     job = lab.wait_job(jobid, ("r",))
     url = f"http://127.0.0.1:{lab.port}/plot/{jobid}.svg?run={job['flow_run_id']}"
-    time.sleep(1)
+    wait_stored(lab, jobid, 1)
     status, first, headers = get(url)
+    seen = stored(job["jobpath"])
     assert status == 200
     assert headers["Content-Type"] == "image/svg+xml"
     assert headers["Cache-Control"] == "no-store"
-    time.sleep(2.5)
+    time.sleep(2.5)  # a job's plot is drawn at most every 2 s
+    wait_stored(lab, jobid, seen + 1)  # more data than the first look can have shown
     assert get(url)[1] != first  # a later look shows more data
     status, body, _ = get(url.replace(job["flow_run_id"], "another-daemons-run"))
     assert status == 404 and b"not a job of the tomato daemon" in body
