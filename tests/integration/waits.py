@@ -62,9 +62,7 @@ def paused_after(jobpath: str | Path, role: str = "counter") -> list[float]:
     """How long the step on ``role`` had run at each pause, as the job logged it (once its
     data up to the pause is stored)."""
     log = (Path(jobpath) / "job.log").read_text()
-    # job.log may hold a line twice: once from Prefect's logger, once from the root one
-    found = dict.fromkeys(re.findall(rf"{role}: paused after ([0-9.e+-]+) s", log))
-    return [float(x) for x in found]
+    return [float(x) for x in re.findall(rf"{role}: paused after ([0-9.e+-]+) s", log)]
 
 
 def check_paused_step(

@@ -57,6 +57,7 @@ class JobLauncher:
     ):
         self.logdir = logdir
         self.on_job_end = on_job_end  # a runner said "done", or exited
+        self._said_done: set[int] = set()  # jobs whose runner is through with them
         self.env = env
         self.capacity = capacity
         self.max_jobs = max_jobs
@@ -94,6 +95,7 @@ class JobLauncher:
             elif len(words) == 2 and words[0] == "done":
                 with self.lock:
                     runner.jobs.discard(int(words[1]))
+                    self._said_done.add(int(words[1]))
                     if not runner.jobs:
                         runner.idle_since = time.monotonic()
                     if runner.served >= self.max_jobs and not runner.jobs:
@@ -156,6 +158,16 @@ class JobLauncher:
                 self.by_job[jobid] = runner
             threading.Thread(target=self.fill, daemon=True).start()
             return runner.pid
+
+    def said_done(self, jobid: int) -> bool:
+        """Whether the job's runner said it is through with the job (its flow returned)."""
+        with self.lock:
+            return jobid in self._said_done
+
+    def forget_done(self, keep: set[int]) -> None:
+        """Forget what runners said of jobs other than ``keep`` (the live ones)."""
+        with self.lock:
+            self._said_done &= keep
 
     def exit_code(self, jobid: int) -> int | None:
         runner = self.by_job.get(jobid)

@@ -5,7 +5,9 @@ reports its end. The monitor looks at live jobs whenever a job runner says a job
 or exits, and every ``MONITOR_INTERVAL_S`` (a daemon restarted after a crash has no pipe to
 runners it did not start): a job with a final word ends as it says; a job whose process
 died without one ends ``ce``, its tasks are stopped on the hardware, what the drivers
-still buffer is stored, and its results are written from the job's store.
+still buffer is stored, and its results are written from the job's store. So does a job
+whose runner, still alive, said it was done with it but left no final word (the runner
+failed before the job's flow could end it): it would otherwise stay live for ever.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tomato_cli.daemon.driver_supervisor import DriverSupervisor
-from tomato_cli.daemon.launcher import JobLauncher
+from tomato_cli.daemon.launcher import RUNNER_LOG, JobLauncher
 from tomato_cli.daemon.lifecycle import Cause, JobLifecycle
 from tomato_cli.daemon.state import StateStore
 from tomato_cli.models import FINAL_STATUSES, LIVE_STATUSES, Job
@@ -62,10 +64,13 @@ class Recovery:
     def check_live_jobs(self) -> None:
         """Live jobs whose process is gone are ended: by their own last word, or as ce."""
         self.launcher.reap()
-        for ref in self.store.job_refs(LIVE_STATUSES):
+        refs = self.store.job_refs(LIVE_STATUSES)
+        self.launcher.forget_done({ref.id for ref in refs})
+        for ref in refs:
             # a runner may host other jobs and outlive this one: its final word counts too
             ended = ref.jobpath is not None and (Path(ref.jobpath) / FINAL_FILE).exists()
-            if (ref.pid and not alive(ref.pid)) or ended:
+            gone = bool(ref.pid and not alive(ref.pid)) or self.launcher.said_done(ref.id)
+            if gone or ended:
                 job = self.store.job(ref.id)
                 if job is not None:
                     self._recover(job)
@@ -86,9 +91,15 @@ class Recovery:
                 error = final.get("error")
                 self.lifecycle.move(fresh, final["status"], Cause.RECOVERY, error=error)
                 return
-            why = f"the job's flow-run process (pid {job.pid}) died"
-            if code is not None:
-                why += f" with exit code {code}"
+            if self.launcher.said_done(job.id) and code is None:
+                why = (
+                    f"the job runner (pid {job.pid}) ended the job without its final word;"
+                    f" see {RUNNER_LOG} in the logdir"
+                )
+            else:
+                why = f"the job's flow-run process (pid {job.pid}) died"
+                if code is not None:
+                    why += f" with exit code {code}"
             log.error("job %s: %s; writing its results from the stored data", job.id, why)
             self.lifecycle.move(fresh, "ce", Cause.RECOVERY, error=why)
         threading.Thread(target=self._write_results, args=(fresh,), daemon=True).start()
