@@ -299,3 +299,28 @@ def test_a_run_of_the_deployment_may_carry_a_priority(qc: Tomato) -> None:
         "its run shows the priority",
     )
     qc.ok("ketchup", "cancel", str(job["id"]))
+
+
+def test_status_lists_live_jobs_and_the_last_ended(qc: Tomato, tmp_path: Path) -> None:
+    payload = counter_payload("short-list", 0.3, 0.1)  # no pipeline holds it: they wait
+    first = submit(qc, payload, tmp_path, "-j", "old-one")
+    second, live = submit(qc, payload, tmp_path), submit(qc, payload, tmp_path)
+    for jobid in (first, second):  # one after the other: second ended last
+        qc.ok("ketchup", "cancel", str(jobid))
+        qc.wait_job(jobid)
+    ids = lambda jobs: {j["id"] for j in jobs}  # noqa: E731
+    short = qc.run("ketchup", "status", "--ended", "1", "-y").doc
+    assert {second, live} <= ids(short["data"]) and first not in ids(short["data"])
+    assert "not shown" in short["msg"] and "--all" in short["msg"]
+    text = qc.run("ketchup", "status", "--ended", "1").out
+    assert "not shown" in text
+    listed = {line.split()[0] for line in text.splitlines()[2:] if line.strip()}
+    assert str(live) in listed and str(first) not in listed
+    assert first in ids(qc.ok("ketchup", "status", "--all"))
+    # -y without ids lists every job, as tomato 2.2 does: its scripts see what they saw
+    assert {first, second, live} <= ids(qc.ok("ketchup", "status"))
+    assert ids(qc.ok("ketchup", "search", "old-one", "-c")) == {first}
+    before = qc.ok("ketchup", "status")
+    assert "0 or more" in qc.fails("ketchup", "status", "--ended", "-1")
+    assert qc.ok("ketchup", "status") == before
+    qc.ok("ketchup", "cancel", str(live))

@@ -25,6 +25,7 @@ app = make_app("Submit and manage tomato jobs.")
 WAIT = typer.Option(
     False, "--wait", help="Follow the job until it ends; the exit code tells how it ended."
 )
+RECENT_ENDED = 50  # `ketchup status` lists this many ended jobs by default
 WATCH = typer.Option(
     False, "--watch", help="Follow the job until it ends; the exit code tells how it ended."
 )
@@ -124,8 +125,15 @@ def status(
     ctx: typer.Context,
     jobids: list[int] = typer.Argument(None, help="Job ids."),
     watch: bool = WATCH,
+    every: bool = typer.Option(False, "--all", help="List every job, however long ago it ended."),
+    ended: int = typer.Option(
+        RECENT_ENDED, "--ended", help="Without ids: how many of the jobs that ended last to list."
+    ),
 ):
-    """Status of jobs; without ids, of the whole queue."""
+    """Status of jobs; without ids, the queued and running jobs and the 50 that ended last.
+
+    -y without ids lists every job, as tomato 2.2 does (scripts read it).
+    """
     opts: Common = ctx.obj
     if watch:
         if not jobids or len(jobids) != 1:
@@ -133,7 +141,10 @@ def status(
         from tomato_cli.cli.watch import watch_job
 
         watch_job(opts, jobids[0])
-    reply = ask(opts, "job_status", jobids=jobids or None)
+    if ended < 0:
+        fail(opts, f"--ended must be 0 or more, not {ended}")
+    short = not (jobids or every or (opts.as_yaml and ended == RECENT_ENDED))
+    reply = ask(opts, "job_status", jobids=jobids or None, **({"ended": ended} if short else {}))
     cols = ["id", "status", "held", "priority", "pipeline", "sample", "submitted", "started"]
     cols.append("completed")
 
