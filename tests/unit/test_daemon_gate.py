@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tomato_cli.daemon.gate import can_serve, is_free_for, plan
+from tomato_cli.daemon.gate import can_serve, is_free_for, plan, start_order
 from tomato_cli.daemon.state import PipelineState
 from tomato_cli.models import Component, Job, parse_payload
 
@@ -92,4 +92,24 @@ def test_a_shared_component_serves_one_job_at_a_time() -> None:
     assert assignments == []
     # and two free pipelines sharing a component get one job between them
     _, assignments = plan([job(1), job(2)], pipelines(pipeline("a"), pipeline("b")), caps)
+    assert assignments == [(1, "a")]
+
+
+def test_the_highest_priority_starts_first_then_the_oldest() -> None:
+    queued = [job(1), job(2), job(3), job(4)]
+    for j, priority in zip(queued, (0, 5, 1, 5), strict=True):
+        j.priority = priority
+    _, assignments = plan(queued, pipelines(pipeline("a")), caps)
+    assert assignments == [(2, "a")]  # 5 before 1 and 0; of two at 5, the older
+    assert [j.id for j in sorted(queued, key=start_order)] == [2, 4, 3, 1]
+
+
+def test_a_held_job_keeps_its_status_and_is_passed_over() -> None:
+    held, other = job(1), job(2)
+    held.held, held.priority = True, 9
+    statuses, assignments = plan([held, other], pipelines(pipeline("a")), caps)
+    assert statuses == {1: "qw", 2: "qw"}
+    assert assignments == [(2, "a")]
+    held.held = False
+    _, assignments = plan([held, other], pipelines(pipeline("a")), caps)
     assert assignments == [(1, "a")]

@@ -66,7 +66,9 @@ class RecordingFlowRuns:
     def __init__(self) -> None:
         self.calls: list[tuple[str, str]] = []
 
-    def set_status(self, frid: str, status: str, message=None, force: bool = False) -> str:
+    def set_status(
+        self, frid: str, status: str, message=None, force: bool = False, held: bool = False
+    ) -> str:
         self.calls.append(("set_status", status))
         return f"state-{len(self.calls)}"
 
@@ -148,12 +150,14 @@ class StartingFlowRuns(RecordingFlowRuns):
         super().__init__()
         self.store, self.jobid = store, jobid
 
-    def set_status(self, frid: str, status: str, message=None, force: bool = False) -> str:
+    def set_status(
+        self, frid: str, status: str, message=None, force: bool = False, held: bool = False
+    ) -> str:
         job = self.store.job(self.jobid)
         assert job is not None
         job.status = "r"
         self.store.save_job(job)
-        return super().set_status(frid, status, message, force)
+        return super().set_status(frid, status, message, force, held)
 
 
 def test_a_waiting_state_pushed_while_the_job_starts_stays_tomatos_own(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ app = make_app("Submit and manage tomato jobs.")
 WAIT = typer.Option(
     False, "--wait", help="Follow the job until it ends; the exit code tells how it ended."
 )
+RECENT_ENDED = 50  # `ketchup status` lists this many ended jobs by default
 WATCH = typer.Option(
     False, "--watch", help="Follow the job until it ends; the exit code tells how it ended."
 )
@@ -45,6 +46,12 @@ def submit(
     pin: str | None = typer.Option(
         None, "--pin", help="With --lab/--server: only this host may take the job."
     ),
+    priority: int | None = typer.Option(
+        None,
+        "--priority",
+        help="0 or more (default: the payload's settings: priority, else 0); among jobs "
+        "that can start, the highest starts first.",
+    ),
 ):
     """Submit a payload; the job waits in the queue for a matching, ready pipeline.
 
@@ -58,6 +65,10 @@ def submit(
         parsed = load_payload(payload)
     except PayloadError as exc:
         fail(opts, str(exc))
+    if priority is not None:
+        if priority < 0:
+            fail(opts, f"--priority must be 0 or more, not {priority}")
+        parsed.settings.priority = priority
     if lab or server:
         if wait or jobname:
             fail(opts, "--wait and --jobname are for a job of this host, not of the lab")
@@ -102,6 +113,8 @@ def _rows(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "submitted": short(j.get("submitted_at")),
             "started": short(j.get("launched_at")),
             "completed": short(j.get("completed_at")),
+            "priority": j.get("priority", 0),
+            "held": "held" if j.get("held") else None,
         }
         for j in jobs
     ]
@@ -112,8 +125,15 @@ def status(
     ctx: typer.Context,
     jobids: list[int] = typer.Argument(None, help="Job ids."),
     watch: bool = WATCH,
+    every: bool = typer.Option(False, "--all", help="List every job, however long ago it ended."),
+    ended: int = typer.Option(
+        RECENT_ENDED, "--ended", help="Without ids: how many of the jobs that ended last to list."
+    ),
 ):
-    """Status of jobs; without ids, of the whole queue."""
+    """Status of jobs; without ids, the queued and running jobs and the 50 that ended last.
+
+    -y without ids lists every job, as tomato 2.2 does (scripts read it).
+    """
     opts: Common = ctx.obj
     if watch:
         if not jobids or len(jobids) != 1:
@@ -121,8 +141,12 @@ def status(
         from tomato_cli.cli.watch import watch_job
 
         watch_job(opts, jobids[0])
-    reply = ask(opts, "job_status", jobids=jobids or None)
-    cols = ["id", "status", "pipeline", "sample", "submitted", "started", "completed"]
+    if ended < 0:
+        fail(opts, f"--ended must be 0 or more, not {ended}")
+    short = not (jobids or every or (opts.as_yaml and ended == RECENT_ENDED))
+    reply = ask(opts, "job_status", jobids=jobids or None, **({"ended": ended} if short else {}))
+    cols = ["id", "status", "held", "priority", "pipeline", "sample", "submitted", "started"]
+    cols.append("completed")
 
     def text(jobs: list[dict[str, Any]]) -> str:
         notes = [f"job {j['id']}: {j['error']}" for j in jobs if j["status"] == "ce" and j["error"]]
@@ -132,9 +156,65 @@ def status(
 
 
 @app.command()
-def cancel(ctx: typer.Context, jobids: list[int] = typer.Argument(..., help="Job ids.")):
-    """Cancel queued or running jobs (running jobs: status rd, data kept, results written)."""
-    emit(ctx.obj, ask(ctx.obj, "job_cancel", jobids=jobids))
+def cancel(
+    ctx: typer.Context,
+    jobids: list[int] = typer.Argument(None, help="Job ids."),
+    every: bool = typer.Option(
+        False, "--all", help="Every job not ended yet (q, qw, r, rp), or those the filters choose."
+    ),
+    statuses: str | None = typer.Option(
+        None, "--status", help="With --all: only jobs in these statuses, e.g. q,qw."
+    ),
+    pipeline: str | None = typer.Option(
+        None, "--pipeline", help="With --all: only jobs running on this pipeline."
+    ),
+    sample: str | None = typer.Option(
+        None, "--sample", help="With --all: only jobs of this sample."
+    ),
+    yes: bool = typer.Option(False, "--yes", help="With --all: do not ask first."),
+):
+    """Cancel queued or running jobs (running jobs: status rd, data kept, results written).
+
+    With --all, says which jobs it will cancel and asks first (unless --yes or -y).
+    """
+    opts: Common = ctx.obj
+    if not every:
+        if statuses or pipeline or sample or yes:
+            fail(opts, "--status, --pipeline, --sample and --yes go with --all")
+        if not jobids:
+            fail(opts, "give the ids of the jobs to cancel, or --all")
+        emit(opts, ask(opts, "job_cancel", jobids=jobids))
+    if jobids:
+        fail(opts, "give job ids or --all, not both")
+    from tomato_cli.cli.queue_commands import cancel_all
+
+    emit(opts, cancel_all(opts, statuses, pipeline, sample, ask_first=not yes))
+
+
+@app.command("priority", context_settings={"ignore_unknown_options": True})
+def set_priority(
+    ctx: typer.Context,
+    jobid: int = typer.Argument(..., help="Job id."),
+    priority: str = typer.Argument(..., help="0 or more; higher starts first."),
+):
+    """Give a queued job a new priority: among jobs that can start, the highest starts first."""
+    try:
+        value: Any = int(priority)
+    except ValueError:
+        fail(ctx.obj, f"priority must be a whole number, 0 or more, not {priority!r}")
+    emit(ctx.obj, ask(ctx.obj, "job_priority", jobid=jobid, priority=value))
+
+
+@app.command()
+def hold(ctx: typer.Context, jobids: list[int] = typer.Argument(..., help="Job ids.")):
+    """Keep queued jobs from starting (they stay q/qw, shown as held) until released."""
+    emit(ctx.obj, ask(ctx.obj, "job_hold", jobids=jobids))
+
+
+@app.command()
+def release(ctx: typer.Context, jobids: list[int] = typer.Argument(..., help="Job ids.")):
+    """Let held jobs start again, in their place in the queue."""
+    emit(ctx.obj, ask(ctx.obj, "job_release", jobids=jobids))
 
 
 @app.command()

@@ -18,7 +18,7 @@ from tomato_cli.cli.status_view import by_name, pipeline_record, status_text, to
 from tomato_cli.rpc import Reply, Unreachable, call
 
 app = make_app("Manage the tomato daemon and its pipelines.")
-pipeline_app = sub_app("Load, eject and ready pipelines.")
+pipeline_app = sub_app("Load, eject, ready and unready pipelines.")
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(driver_app, name="driver")
 app.add_typer(lab_app, name="lab-server")
@@ -285,6 +285,14 @@ def pipeline_load(ctx: typer.Context, pipeline: str, sampleid: str):
 def pipeline_eject(ctx: typer.Context, pipeline: str):
     """Eject the sample (marks the pipeline not ready); fails while a job runs."""
     reply = ask(ctx.obj, "pipeline_eject", pipeline=pipeline)
+    emit(ctx.obj, _pipeline_reply(ctx.obj, reply, pipeline))
+
+
+@pipeline_app.command("unready")
+def pipeline_unready(ctx: typer.Context, pipeline: str):
+    """Mark a ready pipeline not ready, its sample kept: a running job goes on; no new job
+    starts there until `tomato pipeline ready`."""
+    reply = ask(ctx.obj, "pipeline_unready", pipeline=pipeline)
     emit(ctx.obj, _pipeline_reply(ctx.obj, reply, pipeline))
 
 

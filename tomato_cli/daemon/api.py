@@ -115,6 +115,10 @@ class DaemonApi:
         pip = self.daemon.pipelines.ready(pipeline)
         return Reply(True, f"pipeline {pipeline!r} is ready", pip.public())
 
+    def cmd_pipeline_unready(self, pipeline: str) -> Reply:
+        pip = self.daemon.pipelines.unready(pipeline)
+        return Reply(True, f"pipeline {pipeline!r} is not ready", pip.public())
+
     # jobs
     def cmd_job_submit(
         self, payload: dict[str, Any], cwd: str, source: str = "payload", jobname: str | None = None
@@ -125,14 +129,31 @@ class DaemonApi:
         job = self.daemon.store.job(job.id) or job
         return Reply(True, f"job {job.id} submitted", job.model_dump(mode="json"))
 
-    def cmd_job_status(self, jobids: list[int] | None = None) -> Reply:
-        jobs = self.daemon.jobs.select(jobids)
-        return Reply(True, f"{len(jobs)} job(s)", [j.model_dump(mode="json") for j in jobs])
+    def cmd_job_status(self, jobids: list[int] | None = None, ended: int | None = None) -> Reply:
+        """The given jobs; else every job, or (``ended``) the jobs not ended and the
+        ``ended`` that ended last, the message saying how many are left out."""
+        if jobids or ended is None:
+            jobs = self.daemon.jobs.select(jobids)
+            return Reply(True, f"{len(jobs)} job(s)", [j.model_dump(mode="json") for j in jobs])
+        if isinstance(ended, bool) or not isinstance(ended, int) or ended < 0:
+            raise RpcError(f"the number of ended jobs to show must be 0 or more, not {ended!r}")
+        jobs, left_out = self.daemon.store.jobs_shown(ended)
+        msg = f"{len(jobs)} job(s)"
+        if left_out:
+            msg += (
+                f"; {left_out} that ended earlier not shown (`ketchup status --all` lists every"
+                " job, `ketchup search NAME -c` finds them by name)"
+            )
+        return Reply(True, msg, [j.model_dump(mode="json") for j in jobs])
 
-    def cmd_job_cancel(self, jobids: list[int]) -> Reply:
+    def cmd_job_cancel(self, jobids: list[int], skip_finished: bool = False) -> Reply:
+        """Cancel jobs; ``skip_finished``: jobs that ended meanwhile are left out, not refused
+        (`ketchup cancel --all` lists the jobs before it cancels them)."""
         jobs = self.daemon.jobs.select(jobids)
         done = [j for j in jobs if j.status in FINAL_STATUSES]
-        if done:
+        if done and skip_finished:
+            jobs = [j for j in jobs if j.status not in FINAL_STATUSES]
+        elif done:
             listed = ", ".join(f"{j.id} ({j.status})" for j in done)
             raise RpcError(f"cannot cancel finished job(s): {listed}")
         changed = self.daemon.jobs.cancel([j.id for j in jobs], Cause.COMMAND, "ketchup cancel")
@@ -141,6 +162,20 @@ class DaemonApi:
             f"cancelling job(s) {', '.join(map(str, jobids))}",
             [j.model_dump(mode="json") for j in changed],
         )
+
+    def cmd_job_priority(self, jobid: int, priority: int) -> Reply:
+        job = self.daemon.queue.set_priority(jobid, priority)
+        return Reply(True, f"job {job.id} has priority {job.priority}", job.model_dump(mode="json"))
+
+    def cmd_job_hold(self, jobids: list[int]) -> Reply:
+        jobs = self.daemon.queue.hold(jobids, held=True)
+        ids = ", ".join(str(j.id) for j in jobs)
+        return Reply(True, f"held job(s) {ids}", [j.model_dump(mode="json") for j in jobs])
+
+    def cmd_job_release(self, jobids: list[int]) -> Reply:
+        jobs = self.daemon.queue.hold(jobids, held=False)
+        ids = ", ".join(str(j.id) for j in jobs)
+        return Reply(True, f"released job(s) {ids}", [j.model_dump(mode="json") for j in jobs])
 
     def cmd_job_pause(self, jobids: list[int]) -> Reply:
         return self._hold(jobids, "r", "pause", self.daemon.jobs.pause)

@@ -29,6 +29,7 @@ from tomato_cli.daemon.outputs import submit_folder
 from tomato_cli.daemon.pipelines import Pipelines, driver_catalog
 from tomato_cli.daemon.prefect_actions import Reaction
 from tomato_cli.daemon.prefect_sync import PrefectSync
+from tomato_cli.daemon.queue_control import QueueControl, checked_priority
 from tomato_cli.daemon.recovery import Recovery
 from tomato_cli.daemon.snapshots import PeriodicSnapshots
 from tomato_cli.daemon.state import StateStore, now
@@ -45,7 +46,15 @@ from tomato_cli.models import (
 )
 from tomato_cli.models.credentials import read_auth_string
 from tomato_cli.models.job import FINAL_FILE
-from tomato_cli.orchestration.events import RESUMED, STATUS_EVENTS, Origin, job_event
+from tomato_cli.orchestration.events import (
+    PIPELINE_CHANGED,
+    PIPELINE_REFUSED,
+    RESUMED,
+    STATUS_EVENTS,
+    Origin,
+    job_event,
+    pipeline_event,
+)
 from tomato_cli.orchestration.pipeline_slots import PipelineView
 from tomato_cli.orchestration.server import EmbeddedServer, PrefectTarget, embedded_target
 from tomato_cli.rpc import RpcError, RpcServer, free_port
@@ -88,6 +97,7 @@ class Daemon:
             host=self.settings.daemon.host,
             lab=self.settings.prefect.url is not None,
         )
+        self.queue = QueueControl(self.store, self.lock, self._queue_changed)
         self.gate = Gate(
             self.store,
             self.lifecycle,
@@ -152,6 +162,10 @@ class Daemon:
         if job.status in FINAL_STATUSES or job.status == "r":
             self.sync.pipelines_changed()
 
+    def _queue_changed(self) -> None:
+        self.gate.wake()
+        self.sync.wake()
+
     def _pipelines_changed(self) -> None:
         self.gate.wake()
         self.sync.pipelines_changed()
@@ -191,6 +205,9 @@ class Daemon:
         if payload is None:
             raise ValueError(f"{source}: no `payload` parameter was given")
         try:
+            priority = parameters.get("priority")
+            if priority is not None:
+                priority = checked_priority(priority)
             if isinstance(payload, str):
                 parsed = parse_payload_text(payload, source)
             else:
@@ -202,6 +219,7 @@ class Daemon:
                 str(folder),
                 source,
                 repositories=self.settings.repositories,
+                priority=priority,
             )
         except (PayloadError, RpcError) as exc:
             raise ValueError(str(exc)) from None
@@ -237,6 +255,24 @@ class Daemon:
             p.name: PipelineView(p.sampleid, p.ready, p.jobid)
             for p in self.store.pipelines().values()
         }
+
+    def pipeline_from_prefect(self, name: str, ready: bool) -> str | None:
+        pip = self.store.pipelines().get(name)
+        if pip is None or pip.ready == ready:
+            return None  # removed, or as the user wants it already
+        why = None
+        if ready and pip.sampleid is None:
+            why = "no sample is loaded; load one with `tomato pipeline load` first"
+        else:
+            try:
+                (self.pipelines.ready if ready else self.pipelines.unready)(name)
+                log.info("pipeline %s: %s in Prefect", name, "ready" if ready else "not ready")
+            except RpcError as exc:
+                why = str(exc)
+        event = PIPELINE_REFUSED if why else PIPELINE_CHANGED
+        detail = {"ready": pip.ready if why else ready, "cause": "prefect"}
+        self.sync.emit(pipeline_event(event, name, self.origin, **detail, reason=why))
+        return why
 
     # serving
     def serve(self) -> None:

@@ -2,8 +2,9 @@
 
 A queued job starts on a pipeline that (1) has every role of the payload with every
 technique asked of it, (2) holds a sample named as the payload's sample, (3) is ready, and
-runs no other job (nor shares a component with a pipeline that does). Jobs are taken in
-submission order. :func:`plan` is the pure part; :class:`Gate` applies it.
+runs no other job (nor shares a component with a pipeline that does). Jobs are taken by
+priority, highest first, then in submission order (:func:`start_order`); a held job keeps
+its q/qw status but is passed over. :func:`plan` is the pure part; :class:`Gate` applies it.
 """
 
 from __future__ import annotations
@@ -51,18 +52,26 @@ def is_free_for(job: Job, pip: PipelineState) -> bool:
     return pip.ready and pip.jobid is None and pip.sampleid == job.payload.sample.identifier
 
 
+def start_order(job: Job) -> tuple[int, int]:
+    """The gate's sort key: the highest priority first, then the oldest (lowest id)."""
+    return (-job.priority, job.id)
+
+
 def plan(
     queued: list[Job], pipelines: dict[str, PipelineState], caps: Capabilities
 ) -> tuple[dict[int, str], list[tuple[int, str]]]:
-    """New q/qw statuses, and (jobid, pipeline) assignments in submission order."""
+    """New q/qw statuses, and (jobid, pipeline) assignments in :func:`start_order`; held
+    jobs get their status but no pipeline."""
     statuses: dict[int, str] = {}
     assignments: list[tuple[int, str]] = []
     taken: set[str] = set()
     # a component shared by pipelines serves one job at a time
     busy = {c.name for p in pipelines.values() if p.jobid is not None for c in p.components}
-    for job in sorted(queued, key=lambda j: j.id):
+    for job in sorted(queued, key=start_order):
         serving = [p for p in pipelines.values() if can_serve(job, p, caps)]
         statuses[job.id] = "qw" if serving else "q"
+        if job.held:
+            continue
         for pip in serving:
             names = {c.name for c in pip.components}
             if pip.name not in taken and not names & busy and is_free_for(job, pip):
@@ -159,6 +168,7 @@ class Gate:
                 job is None
                 or pip is None
                 or job.status not in WAITING_STATUSES
+                or job.held
                 or not is_free_for(job, pip)
                 or busy & {c.name for c in pip.components}
             ):

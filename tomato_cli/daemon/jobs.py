@@ -60,8 +60,10 @@ class JobControl:
         source: str,
         jobname: str | None = None,
         repositories: Mapping[str, Any] | None = None,
+        priority: int | None = None,
     ) -> Job:
-        """Validate a payload completely, then queue it as a new job."""
+        """Validate a payload completely, then queue it as a new job; ``priority`` (checked
+        by the caller) overrides the payload's ``settings: priority``."""
         if not self.accepting:
             raise RpcError("the daemon is stopping; no new jobs are taken")
         parsed = complete_payload(parse_payload(payload, source), cwd, repositories)
@@ -88,6 +90,7 @@ class JobControl:
                 snappath=str(snappath),
                 jobname=jobname,
                 cratepath=crate_path(respath, parsed, repositories),
+                priority=parsed.settings.priority if priority is None else priority,
             )
             self.lifecycle.move(job, "q", Cause.SUBMIT, db=db)
         self.lifecycle.committed()

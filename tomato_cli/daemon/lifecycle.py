@@ -172,7 +172,9 @@ class JobLifecycle:
         pip = self.store.pipelines().get(job.pipeline)
         if pip is not None and pip.jobid == job.id:
             pip.jobid = None
-            pip.ready = job.payload.settings.unlock_when_done
+            # not ready after the job unless the payload unlocks it; a pipeline made not
+            # ready while the job ran (`tomato pipeline unready`) stays so
+            pip.ready = pip.ready and job.payload.settings.unlock_when_done
             self.store.save_pipeline(pip, db)
 
     def _tell(self, change: Change) -> None:

@@ -77,6 +77,18 @@ class Pipelines:
         self.on_change()
         return pip
 
+    def unready(self, name: str) -> PipelineState:
+        """Mark a ready pipeline not ready, its sample kept: a running job goes on, and no
+        new job starts there until it is ready again."""
+        with self.lock:
+            pip = self.get(name)
+            if not pip.ready:
+                raise RpcError(f"pipeline {name!r} is not ready")
+            pip.ready = False
+            self.store.save_pipeline(pip)
+        self.on_change()
+        return pip
+
     def apply_devices(self, settings: Settings) -> dict[str, list[str]]:
         """Make pipelines and driver hosts match the devices file.
 

@@ -47,6 +47,10 @@ class SyncHost(WatchHost, Protocol):
     def pipeline_views(self) -> dict[str, PipelineView]:
         """What Prefect shows of each pipeline."""
 
+    def pipeline_from_prefect(self, name: str, ready: bool) -> str | None:
+        """A user paused (``ready`` False) or resumed a pipeline's work queue in Prefect:
+        make the pipeline not ready or ready; the reason if that is refused, else None."""
+
 
 class PrefectSync:
     def __init__(
@@ -265,8 +269,19 @@ class PrefectSync:
         if now - self._last_watch >= WATCH_INTERVAL_S:
             self._last_watch = now
             self.watch.look(self.flow_runs)
+            self._pipeline_actions(self.slots)
             if self.lab is not None and self.lab_claims is not None:
                 self.lab_claims.round(self.flow_runs, self.lab)
+
+    def _pipeline_actions(self, slots: PipelineSlots) -> None:
+        """A user's Pause or Resume of a pipeline's work queue: not ready or ready, or the
+        queue put back as it was, with the reason in the daemon's log and an event."""
+        for name, ready in slots.users_changes().items():
+            why = self.host.pipeline_from_prefect(name, ready)
+            if why is not None:
+                log.warning("pipeline %s: %s in Prefect refused: %s", name, _verb(ready), why)
+                slots.show_again(name)
+            self._pipelines_dirty = True
 
     def _send_events(self, flow_runs: FlowRuns) -> None:
         if not self.events:
@@ -275,3 +290,7 @@ class PrefectSync:
         flow_runs.emit(batch)
         for _ in batch:
             self.events.popleft()
+
+
+def _verb(ready: bool) -> str:
+    return "resume" if ready else "pause"

@@ -89,7 +89,7 @@ class PrefectWatch:
             return
         log.info("job %s (%s): %s %s in Prefect: %s", jobid, job.status, stype, sname, reaction)
         if reaction is Reaction.PUT_BACK:
-            state_id = flow_runs.set_status(job.flow_run_id, job.status, force=True)
+            state_id = flow_runs.set_status(job.flow_run_id, job.status, force=True, held=job.held)
             self.store.set_prefect_status(job.id, job.status, state_id)
             flow_runs.log(
                 job.flow_run_id,

@@ -48,6 +48,18 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 """
 
 
+# what Prefect shows of a queued job besides its status: its priority and its hold
+_MARKS_SQL = (
+    "printf('%d:%d', COALESCE(json_extract(job, '$.priority'), 0),"
+    " COALESCE(json_extract(job, '$.held'), 0))"
+)
+
+
+def job_marks(job: Job) -> str:
+    """A job's priority and hold as mirrored in Prefect (``priority:held``, as ``_MARKS_SQL``)."""
+    return f"{job.priority}:{int(job.held)}"
+
+
 def now() -> datetime:
     return datetime.now(UTC)
 
@@ -118,6 +130,8 @@ class StateStore:
         columns = {row[1] for row in self.db.execute("PRAGMA table_info(jobs)")}
         if "prefect_state_id" not in columns:
             self.db.execute("ALTER TABLE jobs ADD COLUMN prefect_state_id TEXT")
+        if "prefect_marks" not in columns:
+            self.db.execute("ALTER TABLE jobs ADD COLUMN prefect_marks TEXT")
         launch_columns = {row[1] for row in self.db.execute("PRAGMA table_info(launches)")}
         if "in_engine" not in launch_columns:
             self.db.execute("ALTER TABLE launches ADD COLUMN in_engine INTEGER NOT NULL DEFAULT 1")
@@ -223,6 +237,20 @@ class StateStore:
                 rows = self.db.execute("SELECT job FROM jobs ORDER BY id").fetchall()
         return [Job.model_validate_json(r[0]) for r in rows if r[0] != "{}"]
 
+    def jobs_shown(self, ended: int) -> tuple[list[Job], int]:
+        """Every job not ended, and the ``ended`` that ended last; with how many ended jobs
+        are left out (``ketchup status`` without ``--all``)."""
+        final = "status IN ('c', 'ce', 'cd') AND job != '{}'"
+        with self.lock:
+            rows = self.db.execute(
+                "SELECT job FROM jobs WHERE job != '{}' AND (status NOT IN ('c', 'ce', 'cd')"
+                f" OR id IN (SELECT id FROM jobs WHERE {final} ORDER BY"
+                " json_extract(job, '$.completed_at') DESC, id DESC LIMIT ?)) ORDER BY id",
+                (max(ended, 0),),
+            ).fetchall()
+            (total,) = self.db.execute(f"SELECT COUNT(*) FROM jobs WHERE {final}").fetchone()
+        return [Job.model_validate_json(r[0]) for r in rows], max(int(total) - max(ended, 0), 0)
+
     def job_refs(self, statuses: tuple[str, ...]) -> list[JobRef]:
         """Id, status, process and flow run of the jobs in these statuses, without parsing
         them: the job monitor and the Prefect bridge look at every active job every few
@@ -246,6 +274,22 @@ class StateStore:
                 "OR prefect_status != status) ORDER BY id"
             ).fetchall()
         return [(Job.model_validate_json(r[0]), r[1]) for r in rows]
+
+    def jobs_unmarked(self) -> list[tuple[Job, str | None]]:
+        """Queued jobs whose flow run shows their status but not their priority and hold
+        (``priority:held``, as :func:`job_marks` writes it), with the marks Prefect shows."""
+        with self.lock:
+            rows = self.db.execute(
+                "SELECT job, prefect_marks FROM jobs WHERE job != '{}' AND status IN ('q', 'qw')"
+                " AND json_extract(job, '$.flow_run_id') IS NOT NULL AND prefect_status = status"
+                f" AND COALESCE(prefect_marks, '') != {_MARKS_SQL} ORDER BY id"
+            ).fetchall()
+        return [(Job.model_validate_json(r[0]), r[1]) for r in rows]
+
+    def set_prefect_marks(self, jobid: int, marks: str) -> None:
+        """Prefect now shows these marks (see :func:`job_marks`) of the job."""
+        with self.transaction() as db:
+            db.execute("UPDATE jobs SET prefect_marks=? WHERE id=?", (marks, jobid))
 
     def set_prefect_status(
         self,

@@ -7,6 +7,9 @@ pushed from here, as soon as Prefect answers. The id of every state tomato sets 
 tomato's own, so that watching Prefect (:mod:`tomato_cli.daemon.prefect_watch`) never
 mistakes it for a user's action. A failing push is retried on later rounds, and given up
 after ``MAX_TRIES``, without holding up the others; a deleted flow run cancels its job.
+A queued job's priority and hold are no statuses, but are mirrored here the same way: the
+store says which jobs' flow runs lag (:meth:`StateStore.jobs_unmarked`), and each gets its
+tags (``priority:<n>``, ``held``) and, when held, a waiting state named Held.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from tomato_cli.daemon.prefect_watch import PrefectWatch, WatchHost
+from tomato_cli.daemon.state import job_marks
 from tomato_cli.models import LIVE_STATUSES, WAITING_STATUSES, Job
 
 if TYPE_CHECKING:
@@ -59,7 +63,26 @@ class StatePush:
                         job.id, job.status, "refused", while_status=job.status
                     )
                     log.error("job %s: state %s not mirrored in Prefect", job.id, job.status)
+        for job, shown in self.store.jobs_unmarked():
+            try:
+                self.push_marks(flow_runs, job, shown)
+            except ObjectNotFound:
+                self.watch.deleted(job)
+            except Exception as exc:
+                log.warning("job %s: Prefect refused its priority or hold: %s", job.id, exc)
+                problems.append(f"job {job.id}: {type(exc).__name__}: {exc}")
         return problems
+
+    def push_marks(self, flow_runs: FlowRuns, job: Job, shown: str | None) -> None:
+        """Show a queued job's priority and hold on its flow run (``shown``: what it shows)."""
+        assert job.flow_run_id is not None
+        marks = job_marks(job)
+        flow_runs.tag(job.flow_run_id, job)
+        was_held = shown is not None and shown.endswith(":1")
+        if job.held != was_held:
+            state_id = flow_runs.set_status(job.flow_run_id, job.status, held=job.held)
+            self.store.set_prefect_status(job.id, job.status, state_id, while_status=job.status)
+        self.store.set_prefect_marks(job.id, marks)
 
     def push(self, flow_runs: FlowRuns, job: Job, pushed: str | None) -> None:
         """Bring the job's flow run from ``pushed`` (what Prefect shows) to its status."""
@@ -80,7 +103,7 @@ class StatePush:
             state_id = flow_runs.mark_crashed(frid, job.error or "the job's process died")
         else:
             force = job.status == "r" or not in_engine  # resumed; or no engine to race
-            state_id = flow_runs.set_status(frid, job.status, job.error, force=force)
+            state_id = flow_runs.set_status(frid, job.status, job.error, force=force, held=job.held)
         self.store.set_prefect_status(job.id, job.status, state_id, while_status=job.status)
         if not in_engine and pushed in WAITING_STATUSES:
             flow_runs.tag(frid, job)  # show the pipeline

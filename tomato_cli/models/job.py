@@ -47,6 +47,8 @@ class Job(BaseModel):
     flow_run_id: str | None = None
     error: str | None = None
     cratepath: str | None = None  # the RO-Crate zip, when the payload asks for one
+    priority: int = 0  # the gate starts the highest first (new in tomato-prefect)
+    held: bool = False  # a queued job kept from starting by `ketchup hold` (status stays q/qw)
 
     @field_serializer(
         "submitted_at", "launched_at", "connected_at", "completed_at", when_used="json"

@@ -10,8 +10,10 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -141,18 +143,29 @@ class Snapshot(BaseModel):
 
 
 class PayloadSettings(BaseModel):
-    """Job settings: verbosity, unlocking, output and snapshots."""
+    """Job settings: verbosity, unlocking, output, snapshots and the job's priority."""
 
     model_config = ConfigDict(extra="forbid")
     unlock_when_done: bool = False
     verbosity: Verbosity = "WARNING"  # tomato 2.2's default; recorded with the job
     output: Output = Field(default_factory=Output)
     snapshot: Snapshot | None = None
+    # new in tomato-prefect: among jobs that can start, the gate takes the highest first
+    priority: int = Field(0, ge=0, strict=True)
 
     @field_validator("verbosity", mode="before")
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @model_serializer(mode="wrap")
+    def _as_tomato22(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Written without ``priority`` when it is 0: a payload that does not use it is
+        written as tomato 2.2 writes it (in results files and ``ketchup status -y``)."""
+        data: dict[str, Any] = handler(self)
+        if data.get("priority") == 0:
+            del data["priority"]
+        return data
 
 
 class Payload(BaseModel):

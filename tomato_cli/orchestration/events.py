@@ -12,6 +12,8 @@ automations on them (``tomato.job.*``). Event names:
 | `tomato.job.cancelling` | it was asked to stop |
 | `tomato.job.completed`, `tomato.job.failed`, `tomato.job.cancelled` | it ended as c, ce, cd |
 | `tomato.job.snapshot` | a periodic snapshot was written |
+| `tomato.pipeline.changed` | its work queue was paused (not ready) or resumed (ready) in Prefect |
+| `tomato.pipeline.refused` | such a change tomato undid (a resume with no sample loaded), and why |
 """
 
 from __future__ import annotations
@@ -88,6 +90,25 @@ def job_event(name: str, job: Job, origin: Origin, **payload: Any) -> dict[str, 
         },
         "related": related,
         "payload": {"status": job.status, "sample": job.payload.sample.identifier, **payload},
+    }
+
+
+PIPELINE_REFUSED = "tomato.pipeline.refused"  # a change to a pipeline's work queue, undone
+PIPELINE_CHANGED = "tomato.pipeline.changed"  # made ready or not ready from Prefect
+
+
+def pipeline_event(name: str, pipeline: str, origin: Origin, **payload: Any) -> dict[str, Any]:
+    """An event about a pipeline (``tomato.pipeline.<host>.<port>.<name>``)."""
+    return {
+        "id": str(uuid.uuid4()),
+        "occurred": datetime.now(UTC).isoformat(),
+        "event": name,
+        "resource": {
+            "prefect.resource.id": f"tomato.pipeline.{origin.ident}.{pipeline}",
+            "prefect.resource.name": pipeline,
+            "tomato.host": origin.name,
+        },
+        "payload": payload,
     }
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tomato_cli.names import ENTRYPOINT, FLOW_NAME, HOST_TAG
-from tomato_cli.orchestration.states import PREFECT_STATE
+from tomato_cli.orchestration.states import PREFECT_STATE, prefect_state
 from tomato_cli.prefect_internals import send_worker_heartbeat
 
 if TYPE_CHECKING:
@@ -41,6 +41,13 @@ PARAMETERS = parameter_schema(
     "Runs made in Prefect become tomato jobs and wait for a matching, ready pipeline like "
     "jobs from `ketchup submit`.",
     jobid={"title": "jobid", "description": "Set by tomato; leave it empty.", "type": "integer"},
+    priority={
+        "title": "priority",
+        "description": "The job's priority (0 or more; higher starts first). Overrides the "
+        "payload's `settings: priority`.",
+        "type": "integer",
+        "minimum": 0,
+    },
 )
 
 
@@ -61,8 +68,11 @@ def job_parameters(job: Job) -> dict[str, Any]:
 
 
 def job_tags(job: Job, host: str | None = None) -> list[str]:
-    """``tomato``, ``sample:<id>``, ``pipeline:<name>`` and, on a lab server, ``host:<name>``."""
-    tags = ["tomato", f"sample:{job.payload.sample.identifier}"]
+    """``tomato``, ``sample:<id>``, ``priority:<n>``, ``held`` (a held queued job),
+    ``pipeline:<name>`` and, on a lab server, ``host:<name>``."""
+    tags = ["tomato", f"sample:{job.payload.sample.identifier}", f"priority:{job.priority}"]
+    if job.held and job.status in ("q", "qw"):
+        tags.append("held")
     if job.pipeline:
         tags.append(f"pipeline:{job.pipeline}")
     return tags + [f"{HOST_TAG}{host}"] if host else tags
@@ -173,21 +183,28 @@ class FlowRuns:
         return self.set_status(flow_run_id, job.status, f"tomato job {job.id}", force=True)
 
     def tag(self, flow_run_id: str, job: Job) -> None:
-        """Show the job's pipeline on its flow run (a tag ``pipeline:<name>``)."""
+        """Show the job's pipeline, priority and hold on its flow run (tags, see
+        :func:`job_tags`)."""
         self.client.update_flow_run(flow_run_id, tags=job_tags(job, self.host))
 
     def set_status(
-        self, flow_run_id: str, status: str, message: str | None = None, force: bool = False
+        self,
+        flow_run_id: str,
+        status: str,
+        message: str | None = None,
+        force: bool = False,
+        held: bool = False,
     ) -> str:
         """Set the state that stands for a tomato status; returns the new state's id.
 
         Waiting and paused states are forced (a PAUSED state may only be left through
         Prefect's resume otherwise); others go through Prefect's rules unless ``force``,
-        so that a state the flow run wrote itself in the meantime is not overwritten.
+        so that a state the flow run wrote itself in the meantime is not overwritten. A held
+        queued job's state is named Held.
         """
         from prefect.client.schemas.objects import State, StateType
 
-        stype, sname = PREFECT_STATE[status]
+        stype, sname = prefect_state(status, held)
         result = self.client.set_flow_run_state(
             flow_run_id,
             State(type=StateType(stype), name=sname, message=message),

@@ -80,6 +80,30 @@ class PipelineSlots:
                 if self.shown.get(name) != view:
                     self._put(name, view)
 
+    def users_changes(self) -> dict[str, bool]:
+        """Pipelines whose work queue a user paused or resumed in Prefect: ``{name: resumed}``.
+
+        The daemon pauses a pipeline's queue while it is not ready and resumes it when it is
+        ready; a queue whose pause differs from what the daemon set last is a user's change.
+        """
+        with self.lock:
+            if self.shown is None:
+                return {}
+            changes: dict[str, bool] = {}
+            for queue in self.client.read_work_queues(work_pool_name=self.pool):
+                name = queue.name.removeprefix("pipeline:")
+                view = self.shown.get(name)
+                if queue.name.startswith("pipeline:") and view is not None and view.sample != "?":
+                    if queue.is_paused == view.ready:
+                        changes[name] = not queue.is_paused
+            return changes
+
+    def show_again(self, name: str) -> None:
+        """Send the pipeline's queue again on the next :meth:`show` (a user's change undone)."""
+        with self.lock:
+            if self.shown is not None and name in self.shown:
+                self.shown[name] = PipelineView("?", False, None)
+
     def poll(self) -> None:
         """Ask for the pool's scheduled runs as a worker would: Prefect then shows the
         pipelines' queues and the job deployment Ready (the daemon is their worker)."""

@@ -16,6 +16,15 @@ PREFECT_STATE: Final[dict[str, tuple[str, str]]] = {
     "cd": ("CANCELLED", "Cancelled"),
 }
 
+# a held job waits as q or qw, under a state name of its own (a flag, not a status)
+HELD_STATE: Final[tuple[str, str]] = ("PAUSED", "Held")
+
+
+def prefect_state(status: str, held: bool = False) -> tuple[str, str]:
+    """The Prefect state (type, name) that stands for a status (and the hold of a queued job)."""
+    return HELD_STATE if held and status in ("q", "qw") else PREFECT_STATE[status]
+
+
 _BY_TYPE: Final[dict[str, str]] = {
     "RUNNING": "r",
     "CANCELLING": "rd",
@@ -29,5 +38,5 @@ _BY_TYPE: Final[dict[str, str]] = {
 def tomato_status(state_type: str, state_name: str) -> str | None:
     """The tomato status a Prefect state stands for (None for states we never use)."""
     if state_type == "PAUSED":
-        return {"Waiting": "qw", "Queued": "q"}.get(state_name, "rp")
+        return {"Waiting": "qw", "Queued": "q", "Held": "q"}.get(state_name, "rp")
     return _BY_TYPE.get(state_type)
