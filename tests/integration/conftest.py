@@ -5,20 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import DATA, Tomato, kill_leftovers
+from tests.integration.harness import DATA, Tomato, kill_leftovers, running
 
 
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tomato]:
     """One daemon with its embedded Prefect server, shared by the job tests."""
-    tomato = Tomato(tmp_path_factory.mktemp("lab"))
-    try:
-        tomato.init(DATA / "devices_lab.yml")
-        tomato.start()
-        tomato.wait_prefect()
+    with running(tmp_path_factory.mktemp("lab"), DATA / "devices_lab.yml") as tomato:
         yield tomato
-    finally:
-        tomato.stop()
 
 
 @pytest.fixture

@@ -7,7 +7,8 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,11 @@ class Tomato:
     def start(self) -> dict[str, Any]:
         return self.ok("tomato", "start")
 
+    @property
+    def api_url(self) -> str:
+        """The Prefect API this daemon mirrors into."""
+        return self.ok("tomato", "status")["prefect"]["api_url"]
+
     def wait_prefect(self, timeout: float = 150) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -145,6 +151,19 @@ class Tomato:
         """Stop the daemon (cancelling jobs), then make sure nothing of it is left."""
         self.run("tomato", "stop", "--cancel-jobs", timeout=240)
         kill_leftovers(self.root)
+
+
+@contextmanager
+def running(root: Path, devices: dict[str, Any] | Path) -> Iterator[Tomato]:
+    """A daemon in ``root``, started with its Prefect healthy; stopped whatever happens."""
+    tomato = Tomato(root)
+    try:
+        tomato.init(devices)
+        tomato.start()
+        tomato.wait_prefect()
+        yield tomato
+    finally:
+        tomato.stop()
 
 
 def eventually(check: Callable[[], Any], timeout: float = 30, what: str = "") -> Any:

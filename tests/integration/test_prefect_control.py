@@ -20,7 +20,14 @@ import httpx
 import pytest
 import xarray as xr
 
-from tests.integration.harness import BIN, Tomato, counter_payload, eventually, kill_leftovers
+from tests.integration.harness import (
+    BIN,
+    Tomato,
+    counter_payload,
+    eventually,
+    kill_leftovers,
+    running,
+)
 from tests.integration.waits import check_paused_step, paused_after, stored, wait_stored
 
 DEVICES = {
@@ -40,34 +47,25 @@ DEVICES = {
 
 @pytest.fixture(scope="module")
 def ctl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tomato]:
-    tomato = Tomato(tmp_path_factory.mktemp("ctl"))
-    try:
-        tomato.init(DEVICES)
-        tomato.start()
-        tomato.wait_prefect()
+    with running(tmp_path_factory.mktemp("ctl"), DEVICES) as tomato:
         yield tomato
-    finally:
-        tomato.stop()
-
-
-def api(lab: Tomato) -> str:
-    return lab.ok("tomato", "status")["prefect"]["api_url"]
 
 
 def flow_run(lab: Tomato, flow_run_id: str) -> httpx.Response:
-    return httpx.get(f"{api(lab)}/flow_runs/{flow_run_id}")
+    return httpx.get(f"{lab.api_url}/flow_runs/{flow_run_id}")
 
 
 def set_state(lab: Tomato, flow_run_id: str, state: dict[str, Any], force: bool = True) -> None:
     reply = httpx.post(
-        f"{api(lab)}/flow_runs/{flow_run_id}/set_state", json={"state": state, "force": force}
+        f"{lab.api_url}/flow_runs/{flow_run_id}/set_state", json={"state": state, "force": force}
     )
     assert reply.status_code in (200, 201), reply.text
 
 
 def logs(lab: Tomato, flow_run_id: str) -> str:
     body = {"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "limit": 200}
-    return "\n".join(r["message"] for r in httpx.post(f"{api(lab)}/logs/filter", json=body).json())
+    found = httpx.post(f"{lab.api_url}/logs/filter", json=body).json()
+    return "\n".join(r["message"] for r in found)
 
 
 def state_of(lab: Tomato, flow_run_id: str) -> tuple[str, str]:
@@ -77,13 +75,13 @@ def state_of(lab: Tomato, flow_run_id: str) -> tuple[str, str]:
 
 def deployment(lab: Tomato) -> dict[str, Any]:
     name = lab.ok("tomato", "status")["prefect"]["deployment"]
-    return httpx.get(f"{api(lab)}/deployments/name/{name}").json()
+    return httpx.get(f"{lab.api_url}/deployments/name/{name}").json()
 
 
 def run_deployment(lab: Tomato, parameters: dict[str, Any]) -> str:
     """What the UI's Run button does."""
     reply = httpx.post(
-        f"{api(lab)}/deployments/{deployment(lab)['id']}/create_flow_run",
+        f"{lab.api_url}/deployments/{deployment(lab)['id']}/create_flow_run",
         json={"parameters": parameters, "state": {"type": "SCHEDULED"}},
     )
     assert reply.status_code == 201, reply.text
@@ -99,7 +97,8 @@ def sync_is_healthy(lab: Tomato) -> bool:
 
 
 def slot(lab: Tomato, pipeline: str) -> int:
-    return httpx.get(f"{api(lab)}/v2/concurrency_limits/pipeline:{pipeline}").json()["active_slots"]
+    limit = httpx.get(f"{lab.api_url}/v2/concurrency_limits/pipeline:{pipeline}").json()
+    return limit["active_slots"]
 
 
 def job_events(lab: Tomato, jobid: int) -> list[dict[str, Any]]:
@@ -111,7 +110,7 @@ def job_events(lab: Tomato, jobid: int) -> list[dict[str, Any]]:
         },
         "limit": 50,
     }
-    reply = httpx.post(f"{api(lab)}/events/filter", json=body)
+    reply = httpx.post(f"{lab.api_url}/events/filter", json=body)
     assert reply.status_code == 200, reply.text
     return reply.json()["events"]
 
@@ -122,7 +121,7 @@ def samples(path: Path) -> int:
 
 
 def queue_status(lab: Tomato, pool: str, name: str) -> str:
-    queues = httpx.post(f"{api(lab)}/work_pools/{pool}/queues/filter", json={}).json()
+    queues = httpx.post(f"{lab.api_url}/work_pools/{pool}/queues/filter", json={}).json()
     return next(q["status"] for q in queues if q["name"] == name)
 
 
@@ -131,7 +130,7 @@ def test_pipelines_are_work_queues_and_a_running_job_holds_its_slot(
     ctl: Tomato, tmp_path: Path
 ) -> None:
     info = ctl.ok("tomato", "status")["prefect"]
-    queues = httpx.post(f"{api(ctl)}/work_pools/{info['work_pool']}/queues/filter", json={})
+    queues = httpx.post(f"{ctl.api_url}/work_pools/{info['work_pool']}/queues/filter", json={})
     by_name = {q["name"]: q for q in queues.json()}
     assert {f"pipeline:ctl-{i}" for i in range(1, 9)} <= set(by_name)
     assert all(by_name[f"pipeline:ctl-{i}"]["concurrency_limit"] == 1 for i in range(1, 9))
@@ -140,7 +139,7 @@ def test_pipelines_are_work_queues_and_a_running_job_holds_its_slot(
         lambda: next(
             q
             for q in httpx.post(
-                f"{api(ctl)}/work_pools/{info['work_pool']}/queues/filter", json={}
+                f"{ctl.api_url}/work_pools/{info['work_pool']}/queues/filter", json={}
             ).json()
             if q["name"] == "pipeline:ctl-1" and not q["is_paused"]
         ),
@@ -158,7 +157,7 @@ def test_pipelines_are_work_queues_and_a_running_job_holds_its_slot(
     eventually(lambda: slot(ctl, "ctl-1") == 1, what="the running job holds the slot")
     # Prefect itself refuses a second holder of the pipeline's slot
     second = httpx.post(
-        f"{api(ctl)}/v2/concurrency_limits/increment-with-lease",
+        f"{ctl.api_url}/v2/concurrency_limits/increment-with-lease",
         json={"names": ["pipeline:ctl-1"], "slots": 1, "mode": "concurrency"},
     )
     assert second.status_code == 423, second.text
@@ -172,7 +171,7 @@ def test_pipelines_are_work_queues_and_a_running_job_holds_its_slot(
     assert ctl.wait_job(jobid)["status"] == "c"
     eventually(lambda: slot(ctl, "ctl-1") == 0, what="the slot is released at the end")
     # the pool, its queues and the deployment show Ready while the daemon is up
-    pool = httpx.get(f"{api(ctl)}/work_pools/{info['work_pool']}").json()
+    pool = httpx.get(f"{ctl.api_url}/work_pools/{info['work_pool']}").json()
     assert pool["status"] == "READY"
     assert eventually(lambda: deployment(ctl)["status"] == "READY", 40, "deployment Ready")
     # after a job the pipeline wants `tomato pipeline ready` again (as in tomato 2.2)
@@ -204,7 +203,7 @@ def test_the_prefect_cli_submits_a_payload(ctl: Tomato, tmp_path: Path) -> None:
     ctl.prepare("ctl-3", "from-cli")
     text = json.dumps(counter_payload("from-cli", 0.5, 0.1))
     name = ctl.ok("tomato", "status")["prefect"]["deployment"]
-    env = {**os.environ, "PREFECT_API_URL": api(ctl), "PREFECT_HOME": str(tmp_path)}
+    env = {**os.environ, "PREFECT_API_URL": ctl.api_url, "PREFECT_HOME": str(tmp_path)}
     out = subprocess.run(
         [str(BIN / "prefect"), "deployment", "run", name, "--param", f"payload={text}"],
         capture_output=True,
@@ -244,7 +243,7 @@ def test_deleting_a_waiting_job_run_cancels_the_job(ctl: Tomato, tmp_path: Path)
     jobid = ctl.submit(counter_payload("never-loaded-delete"), cwd=tmp_path)
     job = ctl.wait_job(jobid, ("q", "qw"))
     frid = eventually(lambda: ctl.job(jobid)["flow_run_id"])
-    assert httpx.delete(f"{api(ctl)}/flow_runs/{frid}").status_code == 204
+    assert httpx.delete(f"{ctl.api_url}/flow_runs/{frid}").status_code == 204
     assert ctl.wait_job(jobid, timeout=30)["status"] == "cd"
     assert "deleted" in ctl.job(jobid)["error"]
     eventually(lambda: sync_is_healthy(ctl), what="the sync is healthy again")
@@ -256,7 +255,7 @@ def test_deleting_a_running_job_run_cancels_it_with_its_data(ctl: Tomato, tmp_pa
     jobid = ctl.submit(counter_payload("delete-running", 60, 0.1), cwd=tmp_path)
     job = ctl.wait_job(jobid, ("r",), timeout=60)
     kept = wait_stored(ctl, jobid, 10)
-    assert httpx.delete(f"{api(ctl)}/flow_runs/{job['flow_run_id']}").status_code == 204
+    assert httpx.delete(f"{ctl.api_url}/flow_runs/{job['flow_run_id']}").status_code == 204
     done = ctl.wait_job(jobid, timeout=60)  # the daemon's watch sees it in a round or two
     assert done["status"] == "cd"
     assert samples(tmp_path / f"results.{jobid}.nc") >= kept  # nothing stored is lost
@@ -289,7 +288,7 @@ actions:
 def test_failed_set_on_a_running_job_stops_it_as_ce(ctl: Tomato, tmp_path: Path) -> None:
     """... and a user's automation on tomato's events fires (the example of the docs)."""
     (tmp_path / "failed.yaml").write_text(FAILED_AUTOMATION)
-    env = {**os.environ, "PREFECT_API_URL": api(ctl), "PREFECT_HOME": str(tmp_path / "h")}
+    env = {**os.environ, "PREFECT_API_URL": ctl.api_url, "PREFECT_HOME": str(tmp_path / "h")}
     out = subprocess.run(
         [str(BIN / "prefect"), "automation", "create", "--from-file", "failed.yaml"],
         capture_output=True,
@@ -316,7 +315,7 @@ def test_failed_set_on_a_running_job_stops_it_as_ce(ctl: Tomato, tmp_path: Path)
 
     failed = eventually(failed_event, 30, "tomato.job.failed in the event feed")
     assert "Failed" in failed["payload"]["error"]
-    found = httpx.post(f"{api(ctl)}/automations/filter", json={}).json()
+    found = httpx.post(f"{ctl.api_url}/automations/filter", json={}).json()
     automation = next(a for a in found if a["name"] == "tomato job failed")
     body = {
         "filter": {
@@ -326,7 +325,7 @@ def test_failed_set_on_a_running_job_stops_it_as_ce(ctl: Tomato, tmp_path: Path)
         "limit": 10,
     }
     eventually(
-        lambda: httpx.post(f"{api(ctl)}/events/filter", json=body).json()["events"],
+        lambda: httpx.post(f"{ctl.api_url}/events/filter", json=body).json()["events"],
         30,
         "the user's automation fired on tomato.job.failed",
     )
@@ -409,7 +408,7 @@ def test_pause_and_resume_from_the_ui_and_cancel_while_paused(ctl: Tomato, tmp_p
     eventually(lambda: not ctl.ok("passata", "status", "ctl-addr,8")["running"], 30, "stopped")
     eventually(lambda: state_of(ctl, frid) == ("PAUSED", "Paused"), what="never expires")
     # the UI's Resume
-    assert httpx.post(f"{api(ctl)}/flow_runs/{frid}/resume", json={}).status_code in (200, 201)
+    assert httpx.post(f"{ctl.api_url}/flow_runs/{frid}/resume", json={}).status_code in (200, 201)
     assert ctl.wait_job(jobid, ("r",), timeout=60)["status"] == "r"
     eventually(lambda: ctl.ok("passata", "status", "ctl-addr,8")["running"], 30, "sampling")
     ctl.ok("ketchup", "pause", str(jobid))
@@ -428,7 +427,7 @@ def test_a_stock_worker_never_runs_a_tomato_job(ctl: Tomato, tmp_path: Path) -> 
     pool = ctl.ok("tomato", "status")["prefect"]["work_pool"]
     env = {
         **os.environ,
-        "PREFECT_API_URL": api(ctl),
+        "PREFECT_API_URL": ctl.api_url,
         "PREFECT_HOME": str(tmp_path / "worker-home"),
         "PREFECT_WORKER_QUERY_SECONDS": "1",
     }
@@ -474,7 +473,7 @@ def test_a_flow_run_started_elsewhere_touches_nothing(ctl: Tomato, tmp_path: Pat
     script = (
         f"from flows.job import tomato_job\nstate = tomato_job(jobid={jobid}, return_state=True)\n"
     )
-    env = {**os.environ, "PREFECT_API_URL": api(ctl), "PREFECT_HOME": str(tmp_path / "h")}
+    env = {**os.environ, "PREFECT_API_URL": ctl.api_url, "PREFECT_HOME": str(tmp_path / "h")}
     out = subprocess.run(
         [sys.executable, "-c", script],
         capture_output=True,
@@ -499,7 +498,7 @@ def test_events_and_snapshot_automation(ctl: Tomato, tmp_path: Path) -> None:
     ctl.wait_job(jobid, ("r",), timeout=60)
 
     def automation() -> dict[str, Any] | None:
-        found = httpx.post(f"{api(ctl)}/automations/filter", json={}).json()
+        found = httpx.post(f"{ctl.api_url}/automations/filter", json={}).json()
         return next((a for a in found if f"of job {jobid} " in a["name"]), None)
 
     # the daemon makes it in a sync round after the start (a few seconds; 60 s for a busy

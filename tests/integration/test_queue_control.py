@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.harness import BIN, Tomato, counter_payload, eventually
+from tests.integration.harness import BIN, Tomato, counter_payload, eventually, running
 
 DEVICES = {
     "devices": [
@@ -38,23 +38,13 @@ SYNC_S = 60.0  # a change shows in Prefect (or comes back from it) within this
 
 @pytest.fixture(scope="module")
 def qc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tomato]:
-    tomato = Tomato(tmp_path_factory.mktemp("qc"))
-    try:
-        tomato.init(DEVICES)
-        tomato.start()
-        tomato.wait_prefect()
+    with running(tmp_path_factory.mktemp("qc"), DEVICES) as tomato:
         yield tomato
-    finally:
-        tomato.stop()
-
-
-def api(lab: Tomato) -> str:
-    return lab.ok("tomato", "status")["prefect"]["api_url"]
 
 
 def flow_run(lab: Tomato, jobid: int) -> dict[str, Any] | None:
     frid = lab.job(jobid)["flow_run_id"]
-    return httpx.get(f"{api(lab)}/flow_runs/{frid}").json() if frid else None
+    return httpx.get(f"{lab.api_url}/flow_runs/{frid}").json() if frid else None
 
 
 def submit(lab: Tomato, payload: dict[str, Any], folder: Path, *extra: str) -> int:
@@ -67,7 +57,7 @@ def submit(lab: Tomato, payload: dict[str, Any], folder: Path, *extra: str) -> i
 
 def queue_url(lab: Tomato, pipeline: str) -> str:
     pool = lab.ok("tomato", "status")["prefect"]["work_pool"]
-    return f"{api(lab)}/work_pools/{pool}/queues/pipeline:{pipeline}"
+    return f"{lab.api_url}/work_pools/{pool}/queues/pipeline:{pipeline}"
 
 
 def queue_paused(lab: Tomato, pipeline: str) -> bool:
@@ -82,7 +72,7 @@ def set_queue_paused(lab: Tomato, pipeline: str, paused: bool) -> None:
 
 def pipeline_events(lab: Tomato, pipeline: str) -> list[dict[str, Any]]:
     body = {"filter": {"event": {"prefix": ["tomato.pipeline."]}}, "limit": 50}
-    events = httpx.post(f"{api(lab)}/events/filter", json=body).json()["events"]
+    events = httpx.post(f"{lab.api_url}/events/filter", json=body).json()["events"]
     return [e for e in events if e["resource"]["prefect.resource.name"] == pipeline]
 
 
@@ -279,10 +269,10 @@ def test_bad_input_says_why_and_changes_nothing(qc: Tomato, tmp_path: Path) -> N
 def test_a_run_of_the_deployment_may_carry_a_priority(qc: Tomato) -> None:
     """What the UI's Run button does, with a `priority` parameter."""
     name = qc.ok("tomato", "status")["prefect"]["deployment"]
-    deployment = httpx.get(f"{api(qc)}/deployments/name/{name}").json()
+    deployment = httpx.get(f"{qc.api_url}/deployments/name/{name}").json()
     payload = counter_payload("run-priority", 0.3, 0.1)
     reply = httpx.post(
-        f"{api(qc)}/deployments/{deployment['id']}/create_flow_run",
+        f"{qc.api_url}/deployments/{deployment['id']}/create_flow_run",
         json={"parameters": {"payload": payload, "priority": 3}, "state": {"type": "SCHEDULED"}},
     )
     assert reply.status_code == 201, reply.text
@@ -294,7 +284,7 @@ def test_a_run_of_the_deployment_may_carry_a_priority(qc: Tomato) -> None:
     job = eventually(job_of_run, SYNC_S, "the run becomes a job")
     assert job["priority"] == 3
     eventually(
-        lambda: "priority:3" in httpx.get(f"{api(qc)}/flow_runs/{frid}").json()["tags"],
+        lambda: "priority:3" in httpx.get(f"{qc.api_url}/flow_runs/{frid}").json()["tags"],
         SYNC_S,
         "its run shows the priority",
     )
