@@ -1,14 +1,17 @@
 """Two tomato hosts (127.0.0.2 and 127.0.0.3) share one lab server on PostgreSQL.
 
 Lab-wide jobs are taken by exactly one host; a job can be pinned; the UI's cancel works on
-either host; the lab server and a host can each be killed and restarted mid-job.
+either host; a lab job is followed from the terminal on whichever host takes it; the lab
+server and a host can each be killed and restarted mid-job.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,8 +20,9 @@ import httpx
 import psutil
 import pytest
 import xarray as xr
+import yaml
 
-from tests.integration.harness import Tomato, counter_payload, eventually
+from tests.integration.harness import BIN, Tomato, counter_payload, eventually
 from tests.integration.lab import LabWorld, configure_host, running_lab
 from tests.integration.waits import wait_final, wait_stored
 
@@ -60,13 +64,41 @@ def post(lab: LabWorld, path: str, body: dict[str, Any]) -> httpx.Response:
     )
 
 
-def lab_submit(host: Tomato, lab: LabWorld, payload: dict[str, Any], *extra: str) -> str:
-    import yaml
-
+def payload_file(host: Tomato, payload: dict[str, Any]) -> Path:
     path = host.root / f"lab-{time.monotonic_ns()}.yml"
     path.write_text(yaml.safe_dump(payload))
+    return path
+
+
+def lab_submit(host: Tomato, lab: LabWorld, payload: dict[str, Any], *extra: str) -> str:
+    path = payload_file(host, payload)
     data = host.ok("ketchup", "submit", str(path), "--server", lab.api_url, *extra)
     return data["flow_run_id"]
+
+
+def lab_wait(host: Tomato, lab: LabWorld, payload: dict[str, Any]) -> subprocess.Popen[str]:
+    """``ketchup submit --server URL --wait`` in the background, printing text."""
+    path = payload_file(host, payload)
+    return subprocess.Popen(
+        [str(BIN / "ketchup"), "submit", str(path), "--server", lab.api_url, "--wait"] + host.opts,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=host.root,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def submitted_run(proc: subprocess.Popen[str]) -> str:
+    """The flow run id from the first line of a lab submit's text output."""
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    assert first.startswith("lab job submitted as flow run "), first + proc.stderr.read()
+    return first.split("(", 1)[1].split(")", 1)[0]
+
+
+def lab_runs(lab: LabWorld) -> int:
+    return int(post(lab, "/flow_runs/count", {}).json())
 
 
 def taken_by(hosts: dict[str, Tomato], flow_run_id: str) -> list[tuple[str, dict[str, Any]]]:
@@ -170,6 +202,120 @@ def test_cancel_in_the_lab_ui_on_either_host(lab: LabWorld, hosts: dict[str, Tom
         assert done["status"] == "cd"
         assert samples(Path(done["respath"])) >= kept[name]  # nothing stored is lost
         hosts[name].ok("tomato", "pipeline", "eject", "pip-counter-3")
+
+
+def test_a_lab_job_is_followed_from_the_terminal_on_whichever_host_takes_it(
+    lab: LabWorld, hosts: dict[str, Tomato]
+) -> None:
+    a, b = hosts["bench-a"], hosts["bench-b"]
+    proc = lab_wait(a, lab, counter_payload("follow", 5.0, 0.1))  # r for ~10 polls
+    try:
+        run = submitted_run(proc)
+        # no host holds the sample yet: it waits in the lab queue, and the terminal says why
+        eventually(lambda: "cannot start it" in logs(lab, run), 60, "a host says why it waits")
+        b.prepare("pip-counter-2", "follow")
+        out, err = proc.communicate(timeout=180)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out + err
+    lines = out.splitlines()
+    assert lines[0].startswith("waiting in the lab queue ("), out
+    cannot = "cannot start it: no pipeline that can run it is ready, free and holds sample 'follow'"
+    assert any(line.startswith("  tomato host bench-") and cannot in line for line in lines), out
+    [(name, job)] = taken_by(hosts, run)
+    jobid = job["id"]
+    assert name == "bench-b"
+    assert f"job {jobid} on host bench-b: r on pipeline pip-counter-2" in lines, out
+    assert lines[-1] == f"job {jobid} on host bench-b ended with status c", out
+    assert b.job(jobid)["flow_run_id"] == run
+    # `ketchup status --lab` finds it by flow run id and by job id, from the other host
+    by_run = a.ok("ketchup", "status", "--lab", run, "--server", lab.api_url)
+    by_job = a.ok("ketchup", "status", "--lab", str(jobid), "--server", lab.api_url)
+    assert by_run == by_job and len(by_run) == 1
+    assert by_run[0] | {"message": None} == {
+        "flow_run_id": run,
+        "name": f"job-{jobid}",
+        "jobid": jobid,
+        "host": "bench-b",
+        "pinned": None,
+        "status": "c",
+        "state": "Completed",
+        "message": None,
+        "pipeline": "pip-counter-2",
+        "sample": "follow",
+        "priority": 0,
+        "server": lab.api_url,
+    }
+    text = a.run("ketchup", "status", "--lab", str(jobid), "--server", lab.api_url)
+    assert text.code == 0 and "bench-b" in text.out and run in text.out, text
+    b.ok("tomato", "pipeline", "eject", "pip-counter-2")
+
+
+def test_lab_submit_wait_with_yaml_gives_the_host_and_job_id_and_exits_as_wait(
+    lab: LabWorld, hosts: dict[str, Tomato]
+) -> None:
+    a, b = hosts["bench-a"], hosts["bench-b"]
+    # without --wait: the flow run id at once; no host and no job id yet
+    nobody = lab_submit(a, lab, counter_payload("follow-nobody", 0.5, 0.1, role="nope"))
+    queued = a.ok("ketchup", "status", "--lab", nobody, "--server", lab.api_url)[0]
+    assert (queued["status"], queued["host"], queued["jobid"]) == ("q", None, None), queued
+    post(lab, f"/flow_runs/{nobody}/set_state", {"state": {"type": "CANCELLED"}, "force": True})
+    b.prepare("pip-counter-2", "follow-y")
+    path = payload_file(a, counter_payload("follow-y", 0.5, 0.1))
+    res = a.run("ketchup", "submit", str(path), "--server", lab.api_url, "--wait", "-y")
+    assert res.code == 0, res
+    doc = res.doc
+    assert doc["success"] is True and doc["data"]["status"] == "c", doc
+    view = doc["data"]
+    assert view["host"] == "bench-b" and view["pipeline"] == "pip-counter-2", view
+    assert doc["msg"] == f"job {view['jobid']} on host bench-b ended with status c"
+    assert b.job(view["jobid"])["flow_run_id"] == view["flow_run_id"]
+    assert samples(Path(b.job(view["jobid"])["respath"])) == 5
+    b.ok("tomato", "pipeline", "eject", "pip-counter-2")
+
+
+def test_lab_submit_wait_of_a_job_cancelled_in_prefect_before_any_host_took_it(
+    lab: LabWorld, hosts: dict[str, Tomato]
+) -> None:
+    proc = lab_wait(hosts["bench-a"], lab, counter_payload("never", 1.0, 0.1, role="nope"))
+    try:
+        run = submitted_run(proc)
+        eventually(lambda: "no pipeline has the roles" in logs(lab, run), 60, "hosts say why")
+        # what the UI's Cancel sends; Prefect cancels a run that never started at once
+        reply = post(
+            lab,
+            f"/flow_runs/{run}/set_state",
+            {"state": {"type": "CANCELLING", "name": "Cancelling"}, "force": False},
+        )
+        assert reply.status_code in (200, 201), reply.text
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 4, out + err  # as `ketchup submit --wait` of a cancelled job
+    assert "no pipeline has the roles and techniques nope (count)" in out, out
+    assert out.splitlines()[-1].startswith(f"lab job {run} ended with status cd"), out
+    assert all(j["flow_run_id"] != run for h in hosts.values() for j in h.ok("ketchup", "status"))
+
+
+def test_bad_lab_status_requests_say_why_and_change_nothing(
+    lab: LabWorld, hosts: dict[str, Tomato]
+) -> None:
+    a, url = hosts["bench-a"], lab.api_url
+    before = lab_runs(lab)
+    unknown = str(uuid.uuid4())
+    cases = {
+        ("--lab", "not-a-run", "--server", url): "'not-a-run' is neither a flow run id",
+        ("--lab", "99999", "--server", url): "the lab server has no job 99999",
+        ("--lab", unknown, "--server", url): f"the lab server has no flow run {unknown}",
+        ("--lab", "x" * 5000, "--server", url): "is neither a flow run id",
+        ("--lab", unknown, "5", "--server", url): "--lab shows one lab job",
+        ("--server", url): "--server goes with --lab",
+        ("--lab", unknown, "--server", "http://127.0.0.1:9/api"): "does not answer",
+        ("--lab", unknown, "--server", "ftp://x"): "--server must start with http",
+    }
+    for args, reason in cases.items():
+        assert reason in a.fails("ketchup", "status", *args), args
+    assert lab_runs(lab) == before  # a status asks; it never makes or moves a run
 
 
 def test_lab_server_killed_mid_job(lab: LabWorld, hosts: dict[str, Tomato]) -> None:

@@ -56,7 +56,8 @@ def submit(
     """Submit a payload; the job waits in the queue for a matching, ready pipeline.
 
     With --lab or --server, the job goes to the lab-wide queue of a lab server instead, and
-    the first host with a ready pipeline that holds its sample takes it.
+    the first host with a ready pipeline that holds its sample takes it; --wait then follows
+    it on whichever host takes it.
     """
     from tomato_cli.models import PayloadError, load_payload
 
@@ -70,11 +71,11 @@ def submit(
             fail(opts, f"--priority must be 0 or more, not {priority}")
         parsed.settings.priority = priority
     if lab or server:
-        if wait or jobname:
-            fail(opts, "--wait and --jobname are for a job of this host, not of the lab")
-        from tomato_cli.cli.lab_submit import submit_to_lab
+        if jobname:
+            fail(opts, "--jobname is for a job of this host, not of the lab")
+        from tomato_cli.cli.lab_jobs import submit_to_lab
 
-        emit(opts, submit_to_lab(opts, parsed, str(payload), server, pin))
+        submit_to_lab(opts, parsed, str(payload), server, pin, wait)
     if pin:
         fail(opts, "--pin needs --lab or --server")
     args: dict[str, Any] = {"jobname": jobname} if jobname is not None else {}
@@ -129,12 +130,30 @@ def status(
     ended: int = typer.Option(
         RECENT_ENDED, "--ended", help="Without ids: how many of the jobs that ended last to list."
     ),
+    lab: str | None = typer.Option(
+        None,
+        "--lab",
+        metavar="RUN",
+        help="A job on the lab server ([prefect] url), by its flow run id or its job id, "
+        "on whichever host runs it.",
+    ),
+    server: str | None = typer.Option(
+        None, "--server", help="With --lab: the lab server's API URL."
+    ),
 ):
     """Status of jobs; without ids, the queued and running jobs and the 50 that ended last.
 
     -y without ids lists every job, as tomato 2.2 does (scripts read it).
     """
     opts: Common = ctx.obj
+    if lab is not None:
+        if jobids or every:
+            fail(opts, "--lab shows one lab job: give no job ids or --all with it")
+        from tomato_cli.cli.lab_jobs import lab_status
+
+        lab_status(opts, server, lab, watch)
+    if server:
+        fail(opts, "--server goes with --lab")
     if watch:
         if not jobids or len(jobids) != 1:
             fail(opts, "--watch follows one job: give exactly one job id")
