@@ -30,7 +30,7 @@ from bench.processes import kill_world  # noqa: E402
 from bench.stats import Row  # noqa: E402
 from bench.world import ROOT, THEIRS_BIN, log  # noqa: E402
 
-ALL = "abcdefghijkl"
+ALL = "abcdefghijklm"
 
 
 def machine() -> str:
@@ -106,7 +106,7 @@ def write_docs(rows: list[Row], command: str, started: str, took: float, notes: 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--scenarios", default=ALL, help="comma-separated subset of a-l (default all)")
+    ap.add_argument("--scenarios", default=ALL, help="comma-separated subset of a-m (default all)")
     ap.add_argument("--repeats", type=int, default=3, help="repeats of a-d and i (default 3)")
     ap.add_argument(
         "--quick",
@@ -139,7 +139,7 @@ def main() -> int:
 
     load0 = os.getloadavg()
     atexit.register(sweep_leftovers)
-    from bench import core, lab, lab_scale, scale, snapshots, storage, traces
+    from bench import conditions, core, lab, lab_scale, scale, snapshots, storage, traces
 
     rows: list[Row] = []
     try:
@@ -172,6 +172,9 @@ def main() -> int:
         if "l" in which:
             log("scenario l: periodic snapshots through Prefect automations")
             rows += snapshots.scenario_l(args.quick, notes)
+        if "m" in which:
+            log("scenario m: a stop condition on every sample at 1 ms (ours)")
+            rows += conditions.scenario_m(args.repeats)
     except KeyboardInterrupt:
         notes.append("run interrupted; partial table")
     finally:

@@ -210,7 +210,8 @@ class World:
         gone, alive = psutil.wait_procs(procs, timeout=timeout)
         all_s = time.monotonic() - t0
         if alive:
-            raise RuntimeError(f"{self.kind}: {len(alive)} processes left after tomato stop")
+            names = [" ".join(p.cmdline()[:4]) for p in alive if p.is_running()]
+            raise RuntimeError(f"{self.kind}: {len(alive)} processes left after stop: {names}")
         return cmd_s, all_s
 
     def teardown(self, remove: bool = True) -> None:

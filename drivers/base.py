@@ -49,6 +49,8 @@ class ComponentBase:
     defaults: ClassVar[dict[str, Any]] = {}
     techniques: ClassVar[frozenset[str]] = frozenset()
     measured_defs: ClassVar[dict[str, Measured]] = {}
+    # False for components whose quantities are known only from their data (2.x drivers)
+    declares_measured: ClassVar[bool] = True
 
     def __init__(self, address: str, channel: str, settings: dict[str, Any]):
         self.address = address
@@ -180,9 +182,13 @@ class DriverBase:
 
     def spec_of(self, component: ComponentBase) -> ComponentSpec:
         """What ``component`` offers (see :class:`ComponentSpec`)."""
+        measured = component.measured()
         return ComponentSpec(
             self.name,
             frozenset(component.capabilities()),
             component.attrs(),
             self.min_sampling_interval,
+            {n: d.units for n, d in measured.items() if not d.dims}
+            if component.declares_measured
+            else None,
         )

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from tomato_cli.models.conditions import UNDECLARED
 from tomato_cli.units import magnitude_in, to_seconds
 
 _TRUE = {"true", "yes", "on", "1"}
@@ -146,6 +147,9 @@ class ComponentSpec:
     techniques: frozenset[str]
     attrs: dict[str, Attr]
     min_sampling_interval: float
+    # the scalar measured quantities and their units; None: the driver does not declare
+    # them (tomato 2.x drivers), so their names and units are known only from the data
+    measured: dict[str, str | None] | None = None
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -153,16 +157,30 @@ class ComponentSpec:
             "techniques": sorted(self.techniques),
             "attrs": {name: attr.describe() for name, attr in self.attrs.items()},
             "min_sampling_interval": self.min_sampling_interval,
+            "measured": self.measured,
         }
 
     @classmethod
     def from_description(cls, desc: dict[str, Any]) -> ComponentSpec:
+        measured = desc.get("measured")
         return cls(
             driver=str(desc["driver"]),
             techniques=frozenset(desc["techniques"]),
             attrs={n: Attr.from_description(a) for n, a in desc["attrs"].items()},
             min_sampling_interval=float(desc["min_sampling_interval"]),
+            measured=dict(measured) if isinstance(measured, dict) else None,
         )
+
+    def units_of(self, variable: str) -> tuple[str | None] | None:
+        """``(units,)`` of a variable a condition may name (a scalar measured quantity or a
+        numeric attribute), None if there is no such variable. Of a driver that does not
+        declare its quantities, any name is taken, with no units known yet (``("?",)``)."""
+        attr = self.attrs.get(variable)
+        if attr is not None:
+            return (attr.units,) if attr.type in (int, float) else None
+        if self.measured is None:
+            return (UNDECLARED,)
+        return (self.measured[variable],) if variable in self.measured else None
 
     def check_task(self, technique: str, params: dict[str, Any] | None, interval: Any) -> None:
         """Raise :class:`TaskError` (one line) unless this component can run the task."""

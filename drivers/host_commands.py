@@ -26,6 +26,7 @@ from drivers.declarations import AttrError, TaskError, check_measured, task_timi
 from drivers.fault_injection import fault_commands
 from drivers.sampler import DEFAULT_BUFFER_LIMIT, Sampler
 from drivers.samples import encode_block, leading_run
+from tomato_cli.models.conditions import Bound
 from tomato_cli.rpc import Reply, RpcError
 from tomato_cli.units import to_seconds
 
@@ -248,10 +249,17 @@ class DriverHost:
         max_duration: Any,
         sampling_interval: Any,
         task_params: dict[str, Any] | None = None,
+        stop_when: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
+        """Start a task; ``stop_when``: bound conditions on this component's variables
+        (:class:`~tomato_cli.models.conditions.Bound` as dicts) that end it early."""
         comp = self._component(key)
         params = task_params or {}
         self.driver.spec_of(comp).check_task(technique_name, params, sampling_interval)
+        try:
+            conditions = [Bound.from_dict(c) for c in stop_when or []]
+        except (KeyError, TypeError) as exc:
+            raise RpcError(f"stop_when: not a bound condition ({exc})") from None
         interval, duration = task_timing(max_duration, sampling_interval)
         with self.state_lock:
             old = self.tasks.get(key)
@@ -272,6 +280,7 @@ class DriverHost:
                 self.hang_lock,
                 self.locks[key],
                 buffer_limit=self.buffer_limit,
+                stop_when=conditions,
             )
             self.tasks[key] = sampler
             sampler.start()

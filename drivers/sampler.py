@@ -11,6 +11,9 @@ Each sample is stamped with ``time.time()`` when ``measure`` returns (strictly
 increasing), unless the component's sample carries its own ``uts``, which is kept as is.
 Samples are checked against the component's declared quantities
 (:func:`drivers.samples.check_sample`); one that does not fit ends the task with an error.
+A task given stop conditions (a step's ``stop_when``) checks each sample as it is taken
+and ends, as a task that ran its course, on the first sample that meets one: no sample
+after the crossing is taken.
 """
 
 from __future__ import annotations
@@ -20,12 +23,13 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
 from drivers.base import ComponentBase
 from drivers.samples import check_sample
+from tomato_cli.models.conditions import Bound, ConditionWatch
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +57,7 @@ class Sampler:
         buffer_limit: int = DEFAULT_BUFFER_LIMIT,
         catchup_window: float = CATCHUP_WINDOW,
         clock: Callable[[], float] = time.monotonic,
+        stop_when: Sequence[Bound] = (),
     ):
         self.key = key
         self.component = component
@@ -75,6 +80,8 @@ class Sampler:
         self.samples = 0
         self.missed = 0
         self.dropped = 0
+        self._watch = ConditionWatch(stop_when)
+        self.condition: dict[str, Any] | None = None  # the stop condition met, if one was
 
     def start(self) -> None:
         """Start sampling now."""
@@ -112,6 +119,7 @@ class Sampler:
             "missed": self.missed,
             "dropped": self.dropped,
             "buffered": buffered,
+            "condition": self.condition,
         }
 
     def drain(self) -> tuple[list[float], list[dict[str, Any]]]:
@@ -175,6 +183,10 @@ class Sampler:
                     last_uts = uts
                 self._append(uts, values)
                 n += 1
+                if self._watch and (met := self._watch.check(uts, values)) is not None:
+                    self.condition = met.as_dict()
+                    log.info("task on %s: %s", self.key, met.describe())
+                    return
         except Exception as exc:
             self.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
             log.exception("task %s on %s failed", self.technique, self.key)

@@ -269,12 +269,17 @@ def summarise(trace: np.ndarray, dims: Sequence[str], units: str | None = None) 
 
 
 def collect_task_data(
-    fetch: Callable[[], Mapping[str, Any]], store: JobStore, role: str, step: int = 0
+    fetch: Callable[[], Mapping[str, Any]],
+    store: JobStore,
+    role: str,
+    step: int = 0,
+    on_block: Callable[[Block], None] | None = None,
 ) -> tuple[int, dict[str, Any]]:
     """Append every block that ``fetch`` (a ``task_data`` call) gives to ``store``.
 
-    Calls ``fetch`` again while a reply says ``more``. Returns the number of samples
-    stored and the latest values (traces summarised, see :meth:`Block.latest`).
+    Calls ``fetch`` again while a reply says ``more``, and ``on_block`` with each block
+    once it is stored. Returns the number of samples stored and the latest values (traces
+    summarised, see :meth:`Block.latest`).
     """
     total, latest = 0, {}
     while True:
@@ -291,5 +296,7 @@ def collect_task_data(
             )
             total += len(block)
             latest = block.latest()
+            if on_block is not None:
+                on_block(block)
         if not block.more:
             return total, latest

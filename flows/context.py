@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from drivers.client import DriverClient
+from flows.conditions import JobLimits
 from tomato_cli.models import Component, Job
 from tomato_cli.models.context import JobContext
 from tomato_cli.models.job import PAUSE_FILE, read_cancel, write_final
@@ -75,6 +76,9 @@ class JobRun:
     samples: dict[str, int] = field(default_factory=dict)
     latest: dict[str, dict[str, Any]] = field(default_factory=dict)
     end_as: tuple[str, str] = ("cd", "cancelled")  # how a cancel ends the job, and why
+    conditions_met: list[dict[str, Any]] = field(default_factory=list)  # stop_when, end_when
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    limits: JobLimits = field(init=False)
 
     def __post_init__(self) -> None:
         from tomato_cli.store import JobStore
@@ -93,6 +97,7 @@ class JobRun:
         self.paused_s = 0.0  # time spent paused, for the progress bar
         self._paused_at = 0.0
         self.resumed.set()
+        self.limits = JobLimits(self)
 
     # components and drivers
     def component(self, role: str) -> Component:

@@ -21,7 +21,8 @@ from prefect.futures import wait
 from prefect.states import Cancelled, Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from drivers.samples import collect_task_data
+from drivers.samples import Block, collect_task_data
+from flows.conditions import Conditions, ConditionUnitsError, record
 from flows.context import JobRun, NotGranted, granted_context
 from flows.plot_artifact import create_plot_artifact
 from flows.progress import Progress
@@ -59,16 +60,27 @@ def _wait_trigger(run: JobRun, name: str) -> bool:
     return True
 
 
-def _collect(run: JobRun, role: str, index: int) -> int:
+def _collect(run: JobRun, role: str, index: int, conditions: Conditions | None = None) -> int:
+    """Store the samples the driver holds; check them against the job's limits and the
+    step's ``conditions``."""
+
+    def check(block: Block) -> None:
+        run.limits.check_block(role, block)
+        if conditions is not None:
+            conditions.check_block(role, block)
+
     fetch = partial(run.driver_call, role, "task_data")
-    n, latest = collect_task_data(fetch, run.store, role, index)
+    n, latest = collect_task_data(fetch, run.store, role, index, check)
     if n:
         run.samples[role] = run.samples.get(role, 0) + n
         run.latest[role] = latest
     return n
 
 
-def _start_task(run: JobRun, step: Task, role: str, duration: float) -> float:
+def _start_task(
+    run: JobRun, step: Task, role: str, duration: float, stop_when: Conditions
+) -> float:
+    own = stop_when.on_own()  # the driver host checks them on each sample it takes
     run.driver_call(
         role,
         "task_start",
@@ -76,6 +88,7 @@ def _start_task(run: JobRun, step: Task, role: str, duration: float) -> float:
         max_duration=duration,
         sampling_interval=step.sampling_interval,
         task_params=step.task_params,
+        **({"stop_when": [c.as_dict() for c in own]} if own else {}),
     )
     return time.monotonic()
 
@@ -94,8 +107,11 @@ def run_step(run: JobRun, index: int) -> dict[str, Any]:
         return {"samples": 0, "ended": "cancelled before start"}
     if not run.wait_while_paused() or run.cancel.is_set():
         return {"samples": 0, "ended": "cancelled before start"}
+    if run.context.conditions.error:
+        raise StepError(f"{role}: not started: {run.context.conditions.error}")
+    conditions = Conditions(run.context.conditions.of_step(index), role)
     stop_on = run.started.get(step.stop_with_task_name) if step.stop_with_task_name else None
-    started = _start_task(run, step, role, step.max_duration)
+    started = _start_task(run, step, role, step.max_duration, conditions)
     if step.task_name:
         run.started[step.task_name].set()
     logger.info(
@@ -112,16 +128,22 @@ def run_step(run: JobRun, index: int) -> dict[str, Any]:
             stop = run.cancel.wait(poll)
             if not stop and stop_on is not None and stop_on.is_set():
                 stop, ended = True, f"stopped by task {step.stop_with_task_name!r}"
+            if not stop and conditions.check_latest(run.latest, skip=role) is not None:
+                stop, ended = True, "condition"
             if stop:
                 if ended == "completed":
                     ended = "cancelled"
                 run.driver_call(role, "task_stop")
-                samples += _collect(run, role, index)
+                samples += _collect(run, role, index, conditions)
                 break
-            samples += _collect(run, role, index)
+            samples += _collect(run, role, index, conditions)
+            if conditions.met is not None:  # a normal end: the next step goes on
+                run.driver_call(role, "task_stop")  # (the driver host may have stopped it)
+                samples += _collect(run, role, index, conditions)
+                break
             if not run.resumed.is_set():
                 run.driver_call(role, "task_stop")  # paused: the instrument stops now
-                samples += _collect(run, role, index)
+                samples += _collect(run, role, index, conditions)
                 ran_s += time.monotonic() - started
                 logger.info("%s: paused after %.6g s of %.6g s", role, ran_s, step.max_duration)
                 if not run.wait_while_paused():
@@ -131,18 +153,24 @@ def run_step(run: JobRun, index: int) -> dict[str, Any]:
                 if left < step.sampling_interval:
                     break  # nothing left to sample
                 logger.info("%s: resumed for the remaining %.6g s", role, left)
-                started = _start_task(run, step, role, left)
+                started = _start_task(run, step, role, left, conditions)
                 continue
             status = run.driver_call(role, "task_status")
             if status.get("error"):
-                samples += _collect(run, role, index)  # keep what came before the error
+                samples += _collect(run, role, index, conditions)  # keep what came before
                 raise StepError(f"{role}: {step.technique_name} failed: {status['error']}")
             if not status.get("running"):
-                samples += _collect(run, role, index)
+                samples += _collect(run, role, index, conditions)
                 break
+    except ConditionUnitsError as exc:
+        run.driver_call(role, "task_stop")
+        raise StepError(f"{role}: stop_when: {exc}") from None
     finally:
         if step.task_name:
             run.finished[step.task_name].set()
+    if conditions.met is not None:
+        ended = conditions.met.describe()
+        record(run, conditions.met, index)
     logger.info("%s: %s %s with %d samples", role, step.technique_name, ended, samples)
     return {"samples": samples, "ended": ended}
 
@@ -209,6 +237,7 @@ def _run(run: JobRun, in_engine: bool) -> Any:
     )
     run.report("r")
     run.watch_mailbox()
+    run.limits.watch_while_paused()
     progress = None
     if in_engine:  # the UI's view of the job: artifacts of its flow run
         progress = Progress(run)
@@ -287,6 +316,8 @@ def _finish(run: JobRun, errors: list[str], progress: Progress | None, in_engine
     end_as, reason = run.end_as
     if errors:
         outcome, why = "ce", "; ".join(errors)
+    elif run.cancel.is_set() and end_as == "c":  # a limit (end_when) ended it: its log says
+        outcome, why = "c", None
     elif run.cancel.is_set():
         outcome, why = (end_as, reason) if end_as == "ce" else ("cd", "cancelled")
     else:
@@ -309,6 +340,9 @@ def _finish(run: JobRun, errors: list[str], progress: Progress | None, in_engine
     elif run.cancel.is_set() and end_as == "ce":
         run.report("ce", reason)
         state = Failed(message=f"{reason}; {total} samples kept in {path}")
+    elif run.cancel.is_set() and end_as == "c":
+        run.report("c")
+        state = Completed(message=f"{reason}; {total} samples written to {path}")
     elif run.cancel.is_set():
         run.report("cd", "cancelled")
         state = Cancelled(message=f"cancelled; {total} samples kept in {path}")

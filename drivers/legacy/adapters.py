@@ -101,6 +101,8 @@ class LegacyDriver(DriverBase):
 class LegacyComponent(ComponentBase):
     """A registered component of a 2.x driver: everything is asked of the driver."""
 
+    declares_measured = False  # a 2.x driver's quantities are known from its data
+
     def __init__(self, driver: LegacyDriver, address: str, channel: str):
         self.address, self.channel = address, channel
         self.settings = driver.settings

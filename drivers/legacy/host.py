@@ -124,7 +124,10 @@ class LegacyDriverHost(DriverHost):
         max_duration: Any,
         sampling_interval: Any,
         task_params: dict[str, Any] | None = None,
+        stop_when: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
+        """Start a task in the 2.x driver's own thread; it samples there, so ``stop_when``
+        is checked by the job as it collects the samples, not here."""
         comp = self._component(key)
         params = task_params or {}
         comp.check_task(technique_name, params, sampling_interval)

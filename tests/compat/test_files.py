@@ -16,7 +16,7 @@ import yaml
 
 from tests.compat.tomato22 import needs_tomato22, run22
 from tests.reference import REFERENCE
-from tomato_cli.models import Job, load_payload, load_settings, parse_payload
+from tomato_cli.models import Job, PayloadError, load_payload, load_settings, parse_payload
 from tomato_cli.models.settings import unused_driver_keys
 from tomato_cli.models.submit import complete_payload
 
@@ -278,3 +278,31 @@ def test_reference_payloads_all_read() -> None:
         payload = load_payload(path)
         assert yaml.safe_load(path.read_text())["version"] is not None
         assert payload.version == "2.2"
+
+
+@needs_tomato22
+def test_tomato_22_refuses_payloads_with_conditions(tmp_path: Path) -> None:
+    """A payload that needs a condition never runs without it: tomato 2.2 refuses our
+    version, and a 2.2 payload with the new keys (we refuse that one too)."""
+    base = {
+        "sample": {"identifier": "s"},
+        "user": {"identifier": "u"},
+        "method": [
+            {
+                "component_role": "counter",
+                "technique_name": "count",
+                "max_duration": 10,
+                "sampling_interval": 1,
+                "stop_when": "val >= 5",
+            }
+        ],
+    }
+    ours = tmp_path / "ours.yml"
+    ours.write_text(yaml.safe_dump({"version": "tomato-prefect-1", **base}))
+    old = tmp_path / "old.yml"
+    old.write_text(yaml.safe_dump({"version": "2.2", **base}))
+    theirs = run22(SUBMIT_22, ["ours.yml", "old.yml"], cwd=tmp_path)
+    assert "error" in theirs["ours.yml"] and "error" in theirs["old.yml"], theirs
+    assert load_payload(ours).method[0].stop_when == ["val >= 5"]
+    with pytest.raises(PayloadError, match="stop_when is new in tomato-prefect"):
+        load_payload(old)

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from drivers.registry import load_driver
 from tomato_cli.models import Payload, PayloadError, expand_pipelines, load_devices, load_payload
+from tomato_cli.models.payload import bind_conditions
 from tomato_cli.models.submit import complete_payload
 
 USAGE = Path(__file__).resolve().parents[2] / "docs" / "usage.md"
@@ -110,12 +111,20 @@ def test_the_example_is_accepted(tmp_path: Path) -> None:
     (pipeline,) = expand_pipelines(cfg)
     roles = {comp.role: comp for comp in pipeline.components}
     assert set(payload.techniques_by_role()) == set(roles)
+    specs = {}
     for step in done.method:
         comp = roles[step.component_role]
         driver = load_driver(comp.driver)()
         options = devices[comp.device].options
         spec = driver.spec_of(driver.create_component(comp.address, comp.channel, options))
         spec.check_task(step.technique_name, step.task_params, step.sampling_interval)
+        specs[step.component_role] = spec
+    # its conditions name variables of those drivers, in units that fit theirs
+    bound = bind_conditions(done, lambda role, variable: specs[role].units_of(variable))
+    assert [b.text for b in bound.of_step(3)] == ["val > 95 for 3 s"]
+    assert [(b.variable, b.units, b.threshold) for b in bound.of_job()] == [
+        ("mem_usage", "percent", 98.0)
+    ]
 
 
 def test_a_misspelt_field_in_the_example_would_be_refused(tmp_path: Path) -> None:

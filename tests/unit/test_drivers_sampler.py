@@ -122,3 +122,19 @@ def test_buffer_is_bounded() -> None:
     status = _done(runner)
     assert status["buffered"] == 50
     assert status["dropped"] == status["samples"] - 50 > 0
+
+
+def test_a_stop_condition_ends_the_task_on_the_sample_that_meets_it() -> None:
+    """``count`` at 10 ms gives 0 for 99 samples, then 1: the task ends on sample 100,
+    as a task that ran its course (not stopped, no error), with nothing after it."""
+    from tomato_cli.models.conditions import Bound
+
+    cond = Bound("val >= 1", "counter", "val", ">=", 1.0, None)
+    runner = _runner(60.0, 0.01, stop_when=[cond])
+    runner.start()
+    status = _done(runner)
+    assert status["error"] is None and not status["stopped"]
+    assert status["condition"]["text"] == "val >= 1" and status["condition"]["value"] == 1
+    uts, rows = runner.drain()
+    assert [row["val"] for row in rows] == [0] * 99 + [1]
+    assert status["condition"]["uts"] == uts[-1]

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from tomato_cli.daemon.lifecycle import Cause
 from tomato_cli.models import FINAL_STATUSES, ConfigError, PayloadError, load_settings
+from tomato_cli.orchestration.events import JOB_CONDITION_MET, STEP_CONDITION_MET, job_event
 from tomato_cli.rpc import Reply, RpcError, Unreachable
 
 if TYPE_CHECKING:
@@ -206,6 +207,18 @@ class DaemonApi:
     def cmd_job_update(self, jobid: int, status: str, error: str | None = None) -> Reply:
         job = self.daemon.jobs.runner_report(jobid, status, error)
         return Reply(True, f"job {jobid}: {job.status}", {"status": job.status})
+
+    def cmd_job_condition(self, jobid: int, step: int | None, condition: dict[str, Any]) -> Reply:
+        """A running job's flow says a condition was met: a step's ``stop_when`` (``step``),
+        or the job's ``end_when`` (``step`` None); sent on as a Prefect event."""
+        job = self.daemon.jobs.get(jobid)
+        name = JOB_CONDITION_MET if step is None else STEP_CONDITION_MET
+        detail = {k: condition.get(k) for k in ("text", "role", "variable", "value", "units")}
+        detail["condition"] = detail.pop("text")
+        if step is not None:
+            detail["step"] = step
+        self.daemon.sync.emit(job_event(name, job, self.daemon.origin, **detail))
+        return Reply(True, f"job {jobid}: {condition.get('text')!r} met")
 
     def cmd_driver_port(self, driver: str) -> Reply:
         port = self.daemon.supervisor.port_of(driver)

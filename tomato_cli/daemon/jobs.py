@@ -11,7 +11,7 @@ from typing import Any
 from tomato_cli.daemon.driver_supervisor import DriverSupervisor
 from tomato_cli.daemon.lifecycle import Cause, JobLifecycle
 from tomato_cli.daemon.outputs import result_path, snapshot_path
-from tomato_cli.daemon.state import StateStore, now
+from tomato_cli.daemon.state import PipelineState, StateStore, now
 from tomato_cli.models import (
     FINAL_STATUSES,
     LIVE_STATUSES,
@@ -20,8 +20,10 @@ from tomato_cli.models import (
     Payload,
     parse_payload,
 )
+from tomato_cli.models.conditions import UnitsOf
 from tomato_cli.models.context import JobContext, RoleComponent
 from tomato_cli.models.job import PAUSE_FILE, job_folder, write_cancel
+from tomato_cli.models.payload import BoundConditions, bind_conditions
 from tomato_cli.models.submit import complete_payload, crate_path
 from tomato_cli.rpc import LOOPBACK, RpcError
 
@@ -147,6 +149,24 @@ class JobControl:
                     errors.append(error)
             else:
                 raise RpcError(f"{where}: {'; '.join(errors)}")
+        try:
+            bind_conditions(payload, self._units_of(pipelines))
+        except ValueError as exc:
+            raise RpcError(f"{source}: {exc}") from None
+
+    def _units_of(self, pipelines: list[PipelineState]) -> UnitsOf:
+        """What the drivers of each role's components say of a variable (its units)."""
+
+        def units_of(role: str, variable: str) -> tuple[str | None] | None:
+            for pip in pipelines:
+                comp = pip.roles().get(role)
+                spec = self.supervisor.spec_of(comp) if comp is not None else None
+                found = spec.units_of(variable) if spec is not None else None
+                if found is not None:
+                    return found
+            return None
+
+        return units_of
 
     # queries
     def get(self, jobid: int) -> Job:
@@ -179,7 +199,20 @@ class JobControl:
             flow_run_id=job.flow_run_id,
             grant=self.store.grant_of(job.id),
             in_engine=self.store.runs_in_engine(job.id),
+            conditions=self._conditions(job, pip),
         )
+
+    def _conditions(self, job: Job, pip: PipelineState | None) -> BoundConditions:
+        """The job's conditions bound to its pipeline's drivers; a condition they no longer
+        fit (a driver changed since the submit) is an error the job ends with at once."""
+        if pip is None or not (
+            job.payload.end_when or any(t.stop_when for t in job.payload.method)
+        ):
+            return BoundConditions()
+        try:
+            return bind_conditions(job.payload, self._units_of([pip]))
+        except ValueError as exc:
+            return BoundConditions(error=f"on pipeline {pip.name}: {exc}")
 
     # changes asked for by users (CLI or Prefect)
     def cancel(self, jobids: list[int], cause: Cause, reason: str, end_as: str = "cd") -> list[Job]:

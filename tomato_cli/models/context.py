@@ -6,6 +6,7 @@ from pydantic import BaseModel
 
 from tomato_cli.models.component import Component
 from tomato_cli.models.job import Job
+from tomato_cli.models.payload import BoundConditions
 from tomato_cli.rpc import LOOPBACK
 
 
@@ -33,6 +34,7 @@ class JobContext(BaseModel):
     flow_run_id: str | None = None
     grant: str | None = None
     in_engine: bool = True
+    conditions: BoundConditions = BoundConditions()  # bound to this pipeline's drivers
 
     def component(self, role: str) -> Component:
         return self.components[role].component

@@ -26,6 +26,8 @@ FINAL_FILE: Final = "final.json"
 CANCEL_FILE: Final = "cancel"
 # the daemon asks the job to pause while this file exists
 PAUSE_FILE: Final = "pause"
+# the conditions (stop_when, end_when) met so far, written by the job's flow as they are met
+CONDITIONS_FILE: Final = "conditions.json"
 
 
 class Job(BaseModel):

@@ -1,4 +1,5 @@
-"""Payloads of version 2.2: the job description submitted with ``ketchup submit``."""
+"""Payloads of version 2.2 (and tomato-prefect-1: 2.2 with conditions): the job description
+submitted with ``ketchup submit``."""
 
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ from pydantic import (
     model_validator,
 )
 
+from tomato_cli.models.conditions import Bound, UnitsOf, bind, parse_conditions
 from tomato_cli.models.errors import PayloadError
 from tomato_cli.models.files import check_size, format_error, load_mapping, parse_text
-from tomato_cli.models.upgrade import CURRENT, original_version, upgrade
+from tomato_cli.models.upgrade import CURRENT, OURS, original_version, upgrade
 from tomato_cli.units import to_seconds
 
 MIN_SAMPLING_S = 1e-4
@@ -52,6 +54,14 @@ def _positive(value: float | None) -> float | None:
     return _bounded(value)
 
 
+def _conditions(value: Any) -> Any:
+    """A condition or a list of them, checked for syntax (see models.conditions)."""
+    if value is None:
+        return None
+    parse_conditions(value)
+    return [value] if isinstance(value, str) else [c.strip() for c in value]
+
+
 class Task(BaseModel):
     """One technique step on one component role; durations in seconds."""
 
@@ -65,11 +75,22 @@ class Task(BaseModel):
     task_params: dict[str, Any] = Field(default_factory=dict)
     start_with_task_name: str | None = None
     stop_with_task_name: str | None = None
+    # new in tomato-prefect (payload version tomato-prefect-1): the step ends when one holds
+    stop_when: list[str] | None = None
 
     _durations = field_validator(
         "max_duration", "sampling_interval", "polling_interval", mode="before"
     )(_seconds)
     _limits = field_validator("max_duration", "polling_interval")(_positive)
+    _conditions = field_validator("stop_when", mode="before")(_conditions)
+
+    @model_serializer(mode="wrap")
+    def _without_new_keys(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Without ``stop_when`` when it is not used: written as tomato 2.2 writes it."""
+        data: dict[str, Any] = handler(self)
+        if data.get("stop_when") is None:
+            data.pop("stop_when", None)
+        return data
 
     @field_validator("sampling_interval")
     @classmethod
@@ -172,16 +193,54 @@ class Payload(BaseModel):
     """A payload of version 2.2; dicts of older versions are upgraded on validation."""
 
     model_config = ConfigDict(extra="forbid")
-    version: Literal["2.2"] = CURRENT
+    version: Literal["2.2", "tomato-prefect-1"] = CURRENT
     settings: PayloadSettings = Field(default_factory=PayloadSettings)
     user: User | None = None
     sample: Sample
     method: list[Task] = Field(min_length=1)
+    # new in tomato-prefect-1: the whole job ends (c) when one of these holds
+    end_when: list[str] | None = None
+
+    _conditions = field_validator("end_when", mode="before")(_conditions)
+
+    @model_serializer(mode="wrap")
+    def _without_new_keys(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Without ``end_when`` when it is not used: written as tomato 2.2 writes it."""
+        data: dict[str, Any] = handler(self)
+        if data.get("end_when") is None:
+            data.pop("end_when", None)
+        return data
 
     @model_validator(mode="before")
     @classmethod
     def _upgrade(cls, data: Any) -> Any:
         return upgrade(data) if isinstance(data, dict) else data
+
+    @model_validator(mode="after")
+    def _conditions_need_our_version(self) -> Payload:
+        """Conditions only in payloads of our version; roles they name are the job's."""
+        steps = [i for i, task in enumerate(self.method) if task.stop_when]
+        if self.version != OURS and (steps or self.end_when):
+            key = "end_when" if self.end_when else f"method[{steps[0]}].stop_when"
+            raise ValueError(
+                f"{key} is new in tomato-prefect: give the payload version: {OURS!r} "
+                f"(tomato 2.2 has no conditions and refuses that version)"
+            )
+        roles = {task.component_role for task in self.method}
+        named = [(f"method[{i}].stop_when", self.method[i].stop_when or []) for i in steps]
+        for where, texts in [*named, ("end_when", self.end_when or [])]:
+            for cond in parse_conditions(texts):
+                if cond.role is None and where == "end_when":
+                    raise ValueError(
+                        f"end_when: {cond.text!r}: name the role, e.g. "
+                        f"'{next(iter(sorted(roles)))}.{cond.variable}'"
+                    )
+                if cond.role is not None and cond.role not in roles:
+                    raise ValueError(
+                        f"{where}: {cond.text!r}: the job has no role {cond.role!r} "
+                        f"(its roles: {', '.join(sorted(roles))})"
+                    )
+        return self
 
     @model_validator(mode="after")
     def _task_names(self) -> Payload:
@@ -202,6 +261,10 @@ class Payload(BaseModel):
                     raise ValueError(f"method[{i}].{field}: a task cannot wait for itself")
         return self
 
+    @property
+    def has_conditions(self) -> bool:
+        return bool(self.end_when) or any(task.stop_when for task in self.method)
+
     def planned_duration(self) -> float:
         """Seconds the steps take if none ends early: the longest role's steps in turn."""
         per_role: dict[str, float] = {}
@@ -217,6 +280,43 @@ class Payload(BaseModel):
         for task in self.method:
             out.setdefault(task.component_role, set()).add(task.technique_name)
         return out
+
+
+class BoundConditions(BaseModel):
+    """A payload's conditions with their thresholds in the variables' units: each step's
+    ``stop_when`` (by step index) and the job's ``end_when``; plain data for the job's flow."""
+
+    steps: dict[int, list[dict[str, Any]]] = Field(default_factory=dict)
+    job: list[dict[str, Any]] = Field(default_factory=list)
+    error: str | None = None  # why they could not be bound: the job must not run
+
+    def of_step(self, index: int) -> list[Bound]:
+        return [Bound.from_dict(b) for b in self.steps.get(index, [])]
+
+    def of_job(self) -> list[Bound]:
+        return [Bound.from_dict(b) for b in self.job]
+
+
+def bind_conditions(payload: Payload, units_of: UnitsOf) -> BoundConditions:
+    """Every condition of the payload bound to its variable's units (see
+    :func:`tomato_cli.models.conditions.bind`); ValueError naming the first that is not."""
+    out = BoundConditions()
+    for i, task in enumerate(payload.method):
+        if task.stop_when:
+            try:
+                bound = [
+                    bind(c, task.component_role, units_of) for c in parse_conditions(task.stop_when)
+                ]
+            except ValueError as exc:
+                raise ValueError(f"method[{i}].stop_when: {exc}") from None
+            out.steps[i] = [b.as_dict() for b in bound]
+    try:
+        out.job = [
+            bind(c, None, units_of).as_dict() for c in parse_conditions(payload.end_when or [])
+        ]
+    except ValueError as exc:
+        raise ValueError(f"end_when: {exc}") from None
+    return out
 
 
 # payload keys naming a companion file that holds a part of the payload (0.1 onwards)
@@ -274,7 +374,7 @@ def parse_payload(
     except ValidationError as exc:
         note = ""
         version = original_version(data)
-        if version != CURRENT:
+        if version not in (CURRENT, OURS):
             note = f" (payload upgraded from version {version} to {CURRENT})"
         raise PayloadError(f"{source}: {format_error(exc, upgraded)}{note}") from None
 

@@ -7,6 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 CURRENT = "2.2"
+# tomato-prefect's own version: 2.2 with conditions (``stop_when``, ``end_when``), which
+# tomato 2.2 does not have; it refuses this version rather than ignore them
+OURS = "tomato-prefect-1"
 Step = Callable[[dict[str, Any]], dict[str, Any]]
 
 # 0.x task keys and their 1.0 names; any other 0.x task key is a technique parameter
@@ -92,7 +95,7 @@ UPGRADES: dict[str, tuple[str, Step]] = {
     "2.0": ("2.1", _from_20),
     "2.1": ("2.2", _from_21),
 }
-VERSIONS = (*UPGRADES, CURRENT)
+VERSIONS = (*UPGRADES, CURRENT, OURS)
 
 
 def original_version(data: dict[str, Any]) -> str:
@@ -104,14 +107,14 @@ def original_version(data: dict[str, Any]) -> str:
 
 
 def upgrade(data: dict[str, Any]) -> dict[str, Any]:
-    """The payload mapping upgraded to version 2.2 (a copy if anything changes); ValueError
-    on unknown versions."""
+    """The payload mapping upgraded to version 2.2 (a copy if anything changes; ours is
+    left as it is); ValueError on unknown versions."""
     version = original_version(data)
     if version not in VERSIONS:
         raise ValueError(
             f"version: unknown payload version {version!r} (known: {', '.join(VERSIONS)})"
         )
-    if version == CURRENT and data.get("version") == CURRENT:
+    if version in (CURRENT, OURS) and data.get("version") == version:
         return data  # nothing to change (stored jobs are read often): no copy needed
     data = copy.deepcopy(data)
     while version != CURRENT:

@@ -12,6 +12,8 @@ automations on them (``tomato.job.*``). Event names:
 | `tomato.job.cancelling` | it was asked to stop |
 | `tomato.job.completed`, `tomato.job.failed`, `tomato.job.cancelled` | it ended as c, ce, cd |
 | `tomato.job.snapshot` | a periodic snapshot was written |
+| `tomato.step.condition_met` | a `stop_when` condition ended a step (step, variable, value) |
+| `tomato.job.condition_met` | an `end_when` condition ended the job (variable, value, condition) |
 | `tomato.pipeline.changed` | its work queue was paused (not ready) or resumed (ready) in Prefect |
 | `tomato.pipeline.refused` | such a change tomato undid (a resume with no sample loaded), and why |
 """
@@ -38,6 +40,8 @@ STATUS_EVENTS = {
 }
 RESUMED = "tomato.job.resumed"
 SNAPSHOT = "tomato.job.snapshot"
+STEP_CONDITION_MET = "tomato.step.condition_met"
+JOB_CONDITION_MET = "tomato.job.condition_met"
 AUTOMATION_PREFIX = "tomato snapshots"
 MIN_AUTOMATION_INTERVAL_S = 10.0  # Prefect's shortest proactive window
 

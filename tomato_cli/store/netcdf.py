@@ -125,8 +125,11 @@ def write_results(
     job_json: str,
     components: Mapping[str, str],
     tomato_version: str,
+    attrs: Mapping[str, str] | None = None,
 ) -> Path:
     """Write the store's data to ``path`` atomically (temporary name, then rename).
+
+    ``attrs``: more attributes of the file (such as ``tomato_conditions``).
 
     ``components`` maps each role to its ``tomato_Component`` JSON; every such role gets
     a group, even without samples. Roles in the store but not in ``components`` are
@@ -140,7 +143,9 @@ def write_results(
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         with _HDF5_LOCK, netCDF4.Dataset(tmp, "w", format="NETCDF4") as nc:
-            nc.setncatts({"tomato_version": tomato_version, "tomato_Job": job_json})
+            nc.setncatts(
+                {"tomato_version": tomato_version, "tomato_Job": job_json, **(attrs or {})}
+            )
             for role in roles:
                 group = nc.createGroup(role)
                 data = store.read(role, traces=False)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tomato_cli import __version__
 from tomato_cli.models.context import JobContext
-from tomato_cli.models.job import Job
+from tomato_cli.models.job import CONDITIONS_FILE, Job
 from tomato_cli.store.jobstore import JobStore
 from tomato_cli.store.netcdf import read_job_attr, write_results
 
@@ -108,8 +108,24 @@ def write_job_results(context: JobContext, path: Path, job: Job | None = None) -
     set_aside(Path(path), job)
     with JobStore(Path(job.jobpath), durable=False) as store:
         return write_results(
-            path, store, job.model_dump_json(), context.component_json(), __version__
+            path,
+            store,
+            job.model_dump_json(),
+            context.component_json(),
+            __version__,
+            _conditions_attr(Path(job.jobpath)),
         )
+
+
+def _conditions_attr(jobdir: Path) -> dict[str, str]:
+    """``tomato_conditions``: the conditions met (JSON list: step, condition, role,
+    variable, value, units, uts), for a job that has conditions and met one."""
+    try:
+        text = (jobdir / CONDITIONS_FILE).read_text(encoding="utf-8")
+        json.loads(text)
+    except (OSError, ValueError):
+        return {}
+    return {"tomato_conditions": text}
 
 
 def write_final_results(context: JobContext, job: Job | None = None) -> tuple[Path, str | None]:
