@@ -274,16 +274,21 @@ def collect_task_data(
     role: str,
     step: int = 0,
     on_block: Callable[[Block], None] | None = None,
+    constants: Mapping[str, int] | None = None,
 ) -> tuple[int, dict[str, Any]]:
     """Append every block that ``fetch`` (a ``task_data`` call) gives to ``store``.
 
     Calls ``fetch`` again while a reply says ``more``, and ``on_block`` with each block
-    once it is stored. Returns the number of samples stored and the latest values (traces
-    summarised, see :meth:`Block.latest`).
+    once it is stored. ``constants`` are columns with one value for the whole block (the
+    repeat a step runs in). Returns the number of samples stored and the latest values
+    (traces summarised, see :meth:`Block.latest`).
     """
     total, latest = 0, {}
     while True:
         block = decode_block(fetch())
+        if len(block) and constants:
+            for name, value in constants.items():
+                block.data[name] = [value] * len(block)
         if len(block):
             store.append(
                 role,

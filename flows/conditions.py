@@ -89,12 +89,16 @@ class Conditions:
         return self.met
 
 
-def record(run: JobRun, met: Met, step: int | None) -> None:
-    """Say that ``met`` ended step ``step`` (None: the job): job log, daemon, job folder."""
+def record(run: JobRun, met: Met, step: int | None, repeat: int | None = None) -> None:
+    """Say that ``met`` ended step ``step`` (None: the job; with ``repeat``: a repeat
+    group after that repeat): job log, flow run log, daemon, job folder."""
     from prefect import get_run_logger
     from prefect.exceptions import MissingContextError
 
-    what = f"step {step}" if step is not None else "the job (end_when)"
+    if repeat is not None:
+        what = f"the repeats after #{repeat} (until)"
+    else:
+        what = f"step {step}" if step is not None else "the job (end_when)"
     try:
         logger: logging.Logger | logging.LoggerAdapter = get_run_logger()
     except MissingContextError:  # outside Prefect's engine, or the paused-limits thread
@@ -102,9 +106,13 @@ def record(run: JobRun, met: Met, step: int | None) -> None:
     logger.info("%s: ended %s", met.describe(), what)
     detail = met.as_dict()
     entry = {"step": step, "condition": detail.pop("text"), **detail}
+    if repeat is not None:
+        entry["repeat"] = repeat
     with run.lock:
         run.conditions_met.append(entry)
         _write_json(run.jobdir / CONDITIONS_FILE, run.conditions_met)
+    if repeat is not None:
+        return  # the daemon's events are for stop_when and end_when
     try:
         call(
             run.daemon_port,

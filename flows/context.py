@@ -14,6 +14,7 @@ from typing import Any
 from drivers.client import DriverClient
 from flows.conditions import JobLimits
 from tomato_cli.models import Component, Job
+from tomato_cli.models.conditions import RepeatQuantity
 from tomato_cli.models.context import JobContext
 from tomato_cli.models.job import PAUSE_FILE, read_cancel, write_final
 from tomato_cli.rpc import Unreachable, call
@@ -79,6 +80,8 @@ class JobRun:
     conditions_met: list[dict[str, Any]] = field(default_factory=list)  # stop_when, end_when
     lock: threading.Lock = field(default_factory=threading.Lock)
     limits: JobLimits = field(init=False)
+    repeat_no: dict[int, int] = field(default_factory=dict)  # step index -> repeat running
+    repeat_quantity: RepeatQuantity | None = None  # what the running repeat's until counts
 
     def __post_init__(self) -> None:
         from tomato_cli.store import JobStore

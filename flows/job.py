@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextvars
 import logging
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from functools import partial
 from typing import Any
 
@@ -24,6 +26,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from drivers.samples import Block, collect_task_data
 from flows.conditions import Conditions, ConditionUnitsError, record
 from flows.context import JobRun, NotGranted, granted_context
+from flows.plan import run_method
 from flows.plot_artifact import create_plot_artifact
 from flows.progress import Progress
 from tomato_cli.models import Job, Task
@@ -64,13 +67,19 @@ def _collect(run: JobRun, role: str, index: int, conditions: Conditions | None =
     """Store the samples the driver holds; check them against the job's limits and the
     step's ``conditions``."""
 
+    quantity = run.repeat_quantity
+
     def check(block: Block) -> None:
         run.limits.check_block(role, block)
         if conditions is not None:
             conditions.check_block(role, block)
+        if quantity is not None and quantity.until.role == role:
+            quantity.add(index, block.uts, block.data.get(quantity.until.variable, []))
 
+    # a job with repeats numbers every sample's repeat (0: a step outside them)
+    repeat = {"repeat": run.repeat_no.get(index, 0)} if run.job.payload.repeats else None
     fetch = partial(run.driver_call, role, "task_data")
-    n, latest = collect_task_data(fetch, run.store, role, index, check)
+    n, latest = collect_task_data(fetch, run.store, role, index, check, repeat)
     if n:
         run.samples[role] = run.samples.get(role, 0) + n
         run.latest[role] = latest
@@ -248,50 +257,62 @@ def _run(run: JobRun, in_engine: bool) -> Any:
     return _finish(run, errors, progress, in_engine)
 
 
-def _step_name(index: int, step: Task) -> str:
-    return step.task_name or f"{index}-{step.component_role}-{step.technique_name}"
+class _EngineSteps:
+    """Steps as Prefect task runs of this flow run."""
+
+    def submit(self, index: int, name: str, after: Sequence[Any]) -> Any:
+        run_step_ = run_step.with_options(task_run_name=name)
+        return run_step_.submit(self.run, index, wait_for=list(after) or None)
+
+    def __init__(self, run: JobRun) -> None:
+        self.run = run
+
+    def wait(self, handles: Sequence[Any]) -> None:
+        wait(list(handles))
+
+    def error(self, handle: Any) -> str | None:
+        return None if handle.state.is_completed() else _failure(handle.state)
+
+
+class _ThreadSteps:
+    """Steps in threads, outside Prefect's flow engine: each waits for those before it."""
+
+    def __init__(self, run: JobRun, pool: ThreadPoolExecutor) -> None:
+        self.run, self.pool = run, pool
+
+    def submit(self, index: int, name: str, after: Sequence[Any]) -> Any:
+        context = contextvars.copy_context()  # the job's log follows it
+        return self.pool.submit(context.run, _step_after, self.run, index, name, list(after))
+
+    def wait(self, handles: Sequence[Any]) -> None:
+        futures_wait(list(handles))
+
+    def error(self, handle: Any) -> str | None:
+        exc = handle.exception()
+        return None if exc is None else str(exc)
 
 
 def _steps_in_engine(run: JobRun) -> list[str]:
     """Each step a Prefect task run; returns why those that did not complete did not."""
-    previous: dict[str, Any] = {}
-    futures = []
-    for index, step in enumerate(run.job.payload.method):
-        role = step.component_role
-        future = run_step.with_options(task_run_name=_step_name(index, step)).submit(
-            run, index, wait_for=[previous[role]] if role in previous else None
-        )
-        previous[role] = future
-        futures.append(future)
-    wait(futures)
-    return [_failure(f.state) for f in futures if not f.state.is_completed()]
+    return run_method(run, _EngineSteps(run))
 
 
 def _steps_outside_engine(run: JobRun) -> list[str]:
-    """Each step in a thread (one per step: a step waits for the one before on its role);
-    returns why those that did not complete did not."""
-    method = run.job.payload.method
-    previous: dict[str, Future] = {}
-    futures: list[Future] = []
-    with ThreadPoolExecutor(max(1, len(method)), thread_name_prefix="step") as pool:
-        for index, step in enumerate(method):
-            after = previous.get(step.component_role)
-            context = contextvars.copy_context()  # the job's log follows it
-            future = pool.submit(context.run, _step_after, run, index, after)
-            previous[step.component_role] = future
-            futures.append(future)
-    return [str(f.exception()) for f in futures if f.exception() is not None]
+    """Each step in a thread of its own; returns why those that did not complete did not."""
+    workers = max(1, len(run.job.payload.method))  # a repeat's steps wait for the last's
+    with ThreadPoolExecutor(workers, thread_name_prefix="step") as pool:
+        return run_method(run, _ThreadSteps(run, pool))
 
 
-def _step_after(run: JobRun, index: int, after: Future | None) -> dict[str, Any]:
-    """Run step ``index`` once the step before it on its role completed."""
-    if after is not None and after.exception() is not None:
-        name = _step_name(index, run.job.payload.method[index])
+def _step_after(run: JobRun, index: int, name: str, after: list[Future]) -> dict[str, Any]:
+    """Run step ``index`` once the steps before it on its role completed."""
+    futures_wait(after)
+    if any(f.exception() is not None for f in after):
         raise StepError(f"{name}: not run: the step before it on its role did not complete")
     try:
         return run_step.fn(run, index)
     except Exception:
-        _logger().exception("step %s failed", _step_name(index, run.job.payload.method[index]))
+        _logger().exception("step %s failed", name)
         raise
 
 

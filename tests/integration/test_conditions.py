@@ -250,3 +250,102 @@ def test_conditions_need_the_payload_version_of_tomato_prefect(lab: Tomato) -> N
     limits["version"] = "2.2"
     path.write_text(yaml.safe_dump(limits))
     assert "end_when is new in tomato-prefect" in lab.fails("ketchup", "submit", str(path))
+
+
+def repeat_data(respath: str) -> tuple[np.ndarray, np.ndarray]:
+    with xr.open_datatree(respath) as dt:
+        return dt["counter"]["repeat"].values, dt["counter"]["val"].values
+
+
+def test_a_repeat_ends_by_its_until_on_a_quantity_computed_from_each_repeat(lab: Tomato) -> None:
+    """``noisy`` draws 10 values in [20, 30]: its max passes 29.5 in about 2 repeats of
+    5 (1 - 0.95**10); the group stops after the first repeat in which it did."""
+    lab.prepare("cond-4", "repeats")
+    jobid = submit(
+        lab,
+        payload(
+            "repeats",
+            step("count", 0.5, 0.1, task_name="up"),
+            step("random", 1.0, 0.1, task_name="noisy", task_params={"min": 20, "max": 30}),
+            step("count", 0.5, 0.1, task_name="after"),
+            repeats=[{"steps": ["up", "noisy"], "times": 60, "until": "max(val, noisy) > 29.5"}],
+        ),
+    )
+    done = lab.wait_job(jobid, timeout=600)
+    assert done["status"] == "c", done
+    repeat, val = repeat_data(done["respath"])
+    last = int(repeat.max())
+    assert sorted(set(repeat.tolist())) == list(range(last + 1)), "0 for the step after"
+    assert ((repeat == 0) == (np.arange(len(repeat)) >= len(repeat) - 5)).all()
+    for number in range(1, last + 1):
+        noisy = val[(repeat == number) & (val >= 20)]
+        assert len(noisy) == 10 and len(val[(repeat == number) & (val < 20)]) == 5
+        assert (noisy.max() > 29.5) == (number == last), (number, noisy.max())
+    [met] = conditions_attr(done["respath"])
+    assert (met["repeat"], met["condition"]) == (last, "max(val, noisy) > 29.5")
+    assert met["value"] == pytest.approx(val[(repeat == last) & (val >= 20)].max())
+
+
+def test_each_repeat_shows_its_steps_as_tasks_in_prefect_and_cancel_ends_the_repeats(
+    lab: Tomato,
+) -> None:
+    lab.prepare("cond-5", "cancel-repeats")
+    jobid = submit(
+        lab,
+        payload(
+            "cancel-repeats",
+            step("count", 1.0, 0.1, task_name="a"),
+            step("count", 1.0, 0.1, task_name="b"),
+            repeats=[
+                {"steps": ["a", "b"], "times": 1000, "until": "integral(val, a) < 50 % of first"}
+            ],
+        ),
+    )
+    job = lab.wait_job(jobid, ("r",), timeout=60)
+
+    def task_runs() -> list[str]:
+        body = {"flow_runs": {"id": {"any_": [job["flow_run_id"]]}}, "limit": 200}
+        runs = httpx.post(f"{lab.api_url}/task_runs/filter", json=body).json()
+        return sorted(r["name"] for r in runs)
+
+    eventually(lambda: "b #3" in task_runs(), 120, "three repeats shown as task runs")
+    lab.ok("ketchup", "cancel", str(jobid))
+    done = lab.wait_job(jobid, timeout=60)
+    assert done["status"] == "cd", done
+    names = task_runs()
+    assert {"a #1", "b #1", "a #2", "b #2", "a #3", "b #3"} <= set(names), names
+    repeat, _ = repeat_data(done["respath"])
+    assert 3 <= repeat.max() < 1000 and repeat.min() >= 1
+    assert "a #1000" not in names
+
+
+@pytest.mark.parametrize(
+    ("repeats", "reason"),
+    [
+        ([{"steps": ["x"], "times": 2}], "repeats[0].steps: no step has task_name 'x'"),
+        ([{"steps": ["b", "a"], "times": 2}], "must be consecutive steps of the method"),
+        ([{"steps": ["a"], "times": 0}], "greater than or equal to 1"),
+        ([{"steps": ["a"], "times": "many"}], "valid integer"),
+        ([{"steps": ["a"], "times": 2, "until": "max(volts) > 1"}], "has no variable 'volts'"),
+        ([{"steps": ["a"], "times": 2, "until": "integral(val) > 3"}], "give units"),
+        ([{"steps": ["a"], "times": 2, "until": "integral(val) > 3 V"}], "cannot be compared"),
+        ([{"steps": ["a"], "times": 2, "until": "max(val, b) > 3"}], "the repeat has no step 'b'"),
+        ([{"steps": ["a"], "times": 2, "until": "eval(val) > 3"}], "cannot read until"),
+        ([{"steps": ["a"], "times": 2}, {"steps": ["a"], "times": 2}], "in one repeat only"),
+    ],
+)
+def test_bad_repeats_are_refused_at_submit_and_nothing_is_queued(
+    lab: Tomato, repeats: list[dict[str, Any]], reason: str
+) -> None:
+    before = len(lab.ok("ketchup", "status", "--all"))
+    data = payload(
+        "bad",
+        step("count", 1, 0.1, task_name="a"),
+        step("count", 1, 0.1, task_name="b"),
+        repeats=repeats,
+    )
+    path = lab.root / f"bad-{time.monotonic_ns()}.yml"
+    path.write_text(yaml.safe_dump(data))
+    msg = lab.fails("ketchup", "submit", str(path))
+    assert reason in msg, msg
+    assert len(lab.ok("ketchup", "status", "--all")) == before

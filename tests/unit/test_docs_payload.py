@@ -101,8 +101,8 @@ def test_the_example_is_accepted(tmp_path: Path) -> None:
     steps = {s.task_name or s.technique_name: s for s in done.method}
     assert steps["count"].start_with_task_name == "warm-up"
     assert steps["count"].stop_with_task_name == "measure"
-    assert steps["random"].polling_interval == 2.0
-    assert done.planned_duration() == 3600.0 + 300.0
+    assert steps["noisy"].polling_interval == 2.0
+    assert done.planned_duration() == 3600.0 + 3 * 300.0  # "noisy" repeats 3 times
 
     # every step against the driver of its role in the example's devices file, with the
     # checks the daemon makes at submit (technique, task parameters, sampling interval)
@@ -122,6 +122,7 @@ def test_the_example_is_accepted(tmp_path: Path) -> None:
     # its conditions name variables of those drivers, in units that fit theirs
     bound = bind_conditions(done, lambda role, variable: specs[role].units_of(variable))
     assert [b.text for b in bound.of_step(3)] == ["val > 95 for 3 s"]
+    assert bound.of_repeat(0).steps == (3,)
     assert [(b.variable, b.units, b.threshold) for b in bound.of_job()] == [
         ("mem_usage", "percent", 98.0)
     ]

@@ -160,3 +160,65 @@ def test_conditions_need_our_payload_version() -> None:
         parse_payload({**_payload("2.2"), "end_when": ["c.val > 1"]})
     with pytest.raises(PayloadError, match="the job has no role 'x'"):
         parse_payload(_payload("tomato-prefect-1", stop_when="x.val > 1"))
+
+
+def test_what_an_until_says() -> None:
+    from tomato_cli.models.conditions import parse_until
+
+    until = parse_until("integral(cell.I, discharge) < 80 % of first")
+    assert (until.func, until.role, until.variable, until.step) == (
+        "integral",
+        "cell",
+        "I",
+        "discharge",
+    )
+    assert until.of_first and until.magnitude == pytest.approx(0.8)
+    assert parse_until("max(T) >= 300 degC").units == "degree_Celsius"
+    for bad, reason in [
+        ("mean(T) > 3", "cannot read until"),
+        ("max(T) > V", "does not start with a number"),
+        ("max(T) > 1 s**9**9**9", "not a valid quantity"),
+        ("max(T) > " + "1" * MAX_TEXT, "at most"),
+    ]:
+        with pytest.raises(ValueError) as err:
+            parse_until(bad)
+        assert reason in str(err.value), bad
+
+
+def test_an_until_is_bound_to_the_units_of_what_it_computes() -> None:
+    from tomato_cli.models.conditions import bind_until, parse_until
+
+    steps = {"charge": (0, "cell"), "discharge": (1, "cell")}
+    table = units({"I": "mA", "val": None})
+    capacity = bind_until(parse_until("integral(I, discharge) < 1 mA*h"), steps, table)
+    assert capacity.steps == (1,) and capacity.threshold == pytest.approx(3600.0)
+    assert capacity.units == "(mA) * s"
+    every = bind_until(parse_until("max(I) > 2 A"), steps, table)
+    assert every.steps == (0, 1) and every.threshold == 2000.0
+    relative = bind_until(parse_until("integral(val) < 80 % of first"), steps, table)
+    assert relative.fraction == pytest.approx(0.8) and relative.threshold is None
+    assert relative.holds(79.0, 100.0) and not relative.holds(81.0, 100.0)
+    with pytest.raises(ValueError, match="give units: cell.val is in s"):
+        bind_until(parse_until("integral(val) < 3"), steps, table)
+    with pytest.raises(ValueError, match="runs on 'cell'"):
+        bind_until(parse_until("max(other.I, charge) > 1 A"), steps, table)
+
+
+def test_a_repeat_quantity_counts_only_its_steps_samples() -> None:
+    from tomato_cli.models.conditions import BoundUntil, RepeatQuantity
+
+    def quantity(func: str) -> RepeatQuantity:
+        until = BoundUntil("t", func, "c", "v", (1,), ">", 0.0, None, None)
+        q = RepeatQuantity(until)
+        q.add(0, [0.0, 1.0], [100, 100])  # another step: not counted
+        q.add(1, [10.0, 11.0], [1.0, 3.0])
+        q.add(1, [12.0], [float("nan")])  # not a value
+        q.add(1, [13.0], [2.0])
+        return q
+
+    assert quantity("last").value() == 2.0
+    assert quantity("min").value() == 1.0 and quantity("max").value() == 3.0
+    # trapezoids: (11-10)*(1+3)/2 + (13-11)*(3+2)/2
+    assert quantity("integral").value() == pytest.approx(2.0 + 5.0)
+    empty = RepeatQuantity(BoundUntil("t", "max", "c", "v", (1,), ">", 0.0, None, None))
+    assert empty.value() is None

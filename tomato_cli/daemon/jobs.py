@@ -205,9 +205,7 @@ class JobControl:
     def _conditions(self, job: Job, pip: PipelineState | None) -> BoundConditions:
         """The job's conditions bound to its pipeline's drivers; a condition they no longer
         fit (a driver changed since the submit) is an error the job ends with at once."""
-        if pip is None or not (
-            job.payload.end_when or any(t.stop_when for t in job.payload.method)
-        ):
+        if pip is None or not job.payload.has_conditions:
             return BoundConditions()
         try:
             return bind_conditions(job.payload, self._units_of([pip]))

@@ -18,7 +18,15 @@ from pydantic import (
     model_validator,
 )
 
-from tomato_cli.models.conditions import Bound, UnitsOf, bind, parse_conditions
+from tomato_cli.models.conditions import (
+    Bound,
+    BoundUntil,
+    UnitsOf,
+    bind,
+    bind_until,
+    parse_conditions,
+    parse_until,
+)
 from tomato_cli.models.errors import PayloadError
 from tomato_cli.models.files import check_size, format_error, load_mapping, parse_text
 from tomato_cli.models.upgrade import CURRENT, OURS, original_version, upgrade
@@ -189,6 +197,26 @@ class PayloadSettings(BaseModel):
         return data
 
 
+MAX_REPEATS = 100_000
+
+
+class Repeat(BaseModel):
+    """A group of consecutive steps (by ``task_name``) run ``times`` over, or until
+    ``until`` holds after a repeat (new in tomato-prefect-1)."""
+
+    model_config = ConfigDict(extra="forbid")
+    steps: list[str] = Field(min_length=1, max_length=64)
+    times: int = Field(ge=1, le=MAX_REPEATS, strict=True)
+    until: str | None = None
+
+    @field_validator("until")
+    @classmethod
+    def _until(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_until(value)
+        return value
+
+
 class Payload(BaseModel):
     """A payload of version 2.2; dicts of older versions are upgraded on validation."""
 
@@ -200,6 +228,8 @@ class Payload(BaseModel):
     method: list[Task] = Field(min_length=1)
     # new in tomato-prefect-1: the whole job ends (c) when one of these holds
     end_when: list[str] | None = None
+    # new in tomato-prefect-1: groups of steps run over and over
+    repeats: list[Repeat] | None = Field(None, max_length=16)
 
     _conditions = field_validator("end_when", mode="before")(_conditions)
 
@@ -207,8 +237,9 @@ class Payload(BaseModel):
     def _without_new_keys(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         """Without ``end_when`` when it is not used: written as tomato 2.2 writes it."""
         data: dict[str, Any] = handler(self)
-        if data.get("end_when") is None:
-            data.pop("end_when", None)
+        for key in ("end_when", "repeats"):
+            if data.get(key) is None:
+                data.pop(key, None)
         return data
 
     @model_validator(mode="before")
@@ -220,8 +251,14 @@ class Payload(BaseModel):
     def _conditions_need_our_version(self) -> Payload:
         """Conditions only in payloads of our version; roles they name are the job's."""
         steps = [i for i, task in enumerate(self.method) if task.stop_when]
-        if self.version != OURS and (steps or self.end_when):
-            key = "end_when" if self.end_when else f"method[{steps[0]}].stop_when"
+        if self.version != OURS and (steps or self.end_when or self.repeats):
+            key = (
+                "end_when"
+                if self.end_when
+                else "repeats"
+                if self.repeats
+                else f"method[{steps[0]}].stop_when"
+            )
             raise ValueError(
                 f"{key} is new in tomato-prefect: give the payload version: {OURS!r} "
                 f"(tomato 2.2 has no conditions and refuses that version)"
@@ -241,6 +278,45 @@ class Payload(BaseModel):
                         f"(its roles: {', '.join(sorted(roles))})"
                     )
         return self
+
+    @model_validator(mode="after")
+    def _repeat_groups(self) -> Payload:
+        """Each group: steps that exist, in method order, one after the other, in no other
+        group, and not tied to other steps by start_with/stop_with (each repeat runs them
+        afresh)."""
+        index = {t.task_name: i for i, t in enumerate(self.method) if t.task_name}
+        taken: set[int] = set()
+        for g, group in enumerate(self.repeats or []):
+            where = f"repeats[{g}]"
+            unknown = [name for name in group.steps if name not in index]
+            if unknown:
+                raise ValueError(f"{where}.steps: no step has task_name {unknown[0]!r}")
+            at = [index[name] for name in group.steps]
+            if at != list(range(at[0], at[0] + len(at))):
+                raise ValueError(
+                    f"{where}.steps: must be consecutive steps of the method, in its order"
+                )
+            if taken & set(at):
+                raise ValueError(f"{where}.steps: a step may be in one repeat only")
+            taken |= set(at)
+            for i, task in enumerate(self.method):
+                tied = {task.start_with_task_name, task.stop_with_task_name} - {None}
+                if i in at and tied:
+                    raise ValueError(
+                        f"{where}: step {task.task_name!r} waits for or is stopped by another "
+                        "step; steps of a repeat cannot be"
+                    )
+                if tied & set(group.steps):
+                    raise ValueError(
+                        f"method[{i}]: waits for or is stopped by a step of {where}; "
+                        "a step of a repeat cannot be waited for"
+                    )
+        return self
+
+    def repeat_of(self, index: int) -> Repeat | None:
+        """The repeat group that method step ``index`` belongs to, if any."""
+        name = self.method[index].task_name
+        return next((g for g in self.repeats or [] if name in g.steps), None)
 
     @model_validator(mode="after")
     def _task_names(self) -> Payload:
@@ -263,14 +339,17 @@ class Payload(BaseModel):
 
     @property
     def has_conditions(self) -> bool:
-        return bool(self.end_when) or any(task.stop_when for task in self.method)
+        repeats = any(g.until for g in self.repeats or [])
+        return repeats or bool(self.end_when) or any(task.stop_when for task in self.method)
 
     def planned_duration(self) -> float:
         """Seconds the steps take if none ends early: the longest role's steps in turn."""
         per_role: dict[str, float] = {}
-        for task in self.method:
+        for i, task in enumerate(self.method):
+            group = self.repeat_of(i)
+            times = group.times if group is not None else 1
             per_role[task.component_role] = per_role.get(task.component_role, 0.0) + (
-                task.max_duration
+                task.max_duration * times
             )
         return max(per_role.values(), default=0.0)
 
@@ -288,6 +367,7 @@ class BoundConditions(BaseModel):
 
     steps: dict[int, list[dict[str, Any]]] = Field(default_factory=dict)
     job: list[dict[str, Any]] = Field(default_factory=list)
+    until: dict[int, dict[str, Any]] = Field(default_factory=dict)  # by repeat group
     error: str | None = None  # why they could not be bound: the job must not run
 
     def of_step(self, index: int) -> list[Bound]:
@@ -295,6 +375,10 @@ class BoundConditions(BaseModel):
 
     def of_job(self) -> list[Bound]:
         return [Bound.from_dict(b) for b in self.job]
+
+    def of_repeat(self, group: int) -> BoundUntil | None:
+        found = self.until.get(group)
+        return BoundUntil.from_dict(found) if found is not None else None
 
 
 def bind_conditions(payload: Payload, units_of: UnitsOf) -> BoundConditions:
@@ -316,6 +400,14 @@ def bind_conditions(payload: Payload, units_of: UnitsOf) -> BoundConditions:
         ]
     except ValueError as exc:
         raise ValueError(f"end_when: {exc}") from None
+    index = {t.task_name: (i, t.component_role) for i, t in enumerate(payload.method)}
+    for g, group in enumerate(payload.repeats or []):
+        if group.until is not None:
+            steps = {name: index[name] for name in group.steps}
+            try:
+                out.until[g] = bind_until(parse_until(group.until), steps, units_of).as_dict()
+            except ValueError as exc:
+                raise ValueError(f"repeats[{g}].{exc}") from None
     return out
 
 
