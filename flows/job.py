@@ -260,12 +260,12 @@ def _run(run: JobRun, in_engine: bool) -> Any:
 class _EngineSteps:
     """Steps as Prefect task runs of this flow run."""
 
-    def submit(self, index: int, name: str, after: Sequence[Any]) -> Any:
-        run_step_ = run_step.with_options(task_run_name=name)
-        return run_step_.submit(self.run, index, wait_for=list(after) or None)
-
     def __init__(self, run: JobRun) -> None:
         self.run = run
+
+    def submit(self, index: int, name: str, after: Sequence[Any]) -> Any:
+        named = run_step.with_options(task_run_name=name)
+        return named.submit(self.run, index, wait_for=list(after) or None)
 
     def wait(self, handles: Sequence[Any]) -> None:
         wait(list(handles))
