@@ -21,7 +21,9 @@ import pytest
 import xarray as xr
 import yaml
 
+from tests.integration import browser
 from tests.integration.harness import Tomato, counter_payload, eventually, running
+from tests.skips import system_mark
 from tomato_cli.client import Daemon, SubmitError, TomatoError, WaitTimeout, connect
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "closed_loop.py"
@@ -221,3 +223,29 @@ def test_a_linked_job_pauses_from_the_new_ui_but_the_classic_ui_is_refused(
     eventually(lambda: job.status() == "r", 60, "resumed")
     job.cancel()
     assert job.wait(timeout=120) == "cd"
+
+
+@system_mark(browser.missing())
+def test_the_ui_names_the_parent_run_on_a_linked_jobs_page(loop: Tomato, daemon: Daemon) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    flow = api(loop, "POST", "/flows/", json={"name": "my-own-loop"})
+    body = {"flow_id": flow["id"], "name": "loop-run-in-the-ui", "state": {"type": "RUNNING"}}
+    parent = api(loop, "POST", "/flow_runs/", json=body)
+    job = daemon.submit(counter_payload("nobody-holds-this"), parent_flow_run_id=parent["id"])
+    try:
+        frid = eventually(lambda: job.job().flow_run_id, 120, "the job's flow run")
+        ui = loop.ok("tomato", "status")["prefect"]["ui_url"]
+        with browser.chromium() as driver:
+            driver.get(f"{ui}/v2/runs/flow-run/{frid}")
+            shown = WebDriverWait(driver, 60, poll_frequency=0.5).until(
+                lambda d: (
+                    "Parent Run" in (text := d.find_element(By.TAG_NAME, "body").text)
+                    and "loop-run-in-the-ui" in text
+                )
+            )
+            assert shown
+    finally:
+        job.cancel()
+        job.wait(timeout=120)
