@@ -7,7 +7,7 @@ import os
 import pytest
 
 from tests.unit.messages import assert_one_line
-from tomato_cli.cli.output import settings_host
+from tomato_cli.address import settings_host
 from tomato_cli.models import SETTINGS_FILE, ConfigError, PrefectSettings, load_settings
 from tomato_cli.models.credentials import read_auth_file, read_auth_string, write_auth_file
 from tomato_cli.orchestration.lab_config import LabConfig, LabServerError

@@ -5,7 +5,6 @@ from __future__ import annotations
 import inspect
 import re
 import sys
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any, NoReturn
 import typer
 import yaml
 
+from tomato_cli.address import DEFAULT_PORT, settings_host
 from tomato_cli.paths import SETTINGS_FILE
 from tomato_cli.rpc import LOOPBACK, Reply, Unreachable, call
 
@@ -31,9 +31,6 @@ class _DUMPER(_EMITTER):  # type: ignore[misc,valid-type]
 def to_yaml(data: Any) -> str:
     """YAML for the ``-y`` output: block style, keys in their given order."""
     return yaml.dump(data, Dumper=_DUMPER, sort_keys=False, allow_unicode=True)
-
-
-DEFAULT_PORT = 1234
 
 
 @dataclass
@@ -57,18 +54,6 @@ class Common:
     def where(self) -> str:
         """How messages name the daemon: its port, and its address unless the default."""
         return f"port {self.port}" if self.host == LOOPBACK else f"{self.host}:{self.port}"
-
-
-def settings_host(settings_path: Path) -> str:
-    """The ``[daemon] host`` of a settings file, read cheaply; 127.0.0.1 if it has none.
-
-    A broken settings file is reported by the commands that load it, not here.
-    """
-    try:
-        host = tomllib.loads(settings_path.read_text(encoding="utf-8"))["daemon"]["host"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return LOOPBACK
-    return host if isinstance(host, str) else LOOPBACK
 
 
 PORT = typer.Option(DEFAULT_PORT, "--port", "-p", help="Port of the tomato daemon.")

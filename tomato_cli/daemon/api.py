@@ -122,10 +122,19 @@ class DaemonApi:
 
     # jobs
     def cmd_job_submit(
-        self, payload: dict[str, Any], cwd: str, source: str = "payload", jobname: str | None = None
+        self,
+        payload: dict[str, Any],
+        cwd: str,
+        source: str = "payload",
+        jobname: str | None = None,
+        parent_flow_run_id: str | None = None,
     ) -> Reply:
+        """Queue a payload; ``parent_flow_run_id``: the Prefect flow run that submits it
+        (``tomato_cli.client`` inside a flow), whose sub-run the job's flow run becomes."""
         repositories = self.daemon.settings.repositories
-        job = self.daemon.jobs.submit(payload, cwd, source, jobname, repositories)
+        job = self.daemon.jobs.submit(
+            payload, cwd, source, jobname, repositories, parent_flow_run_id=parent_flow_run_id
+        )
         self.daemon.sync.create_now(job.id)
         job = self.daemon.store.job(job.id) or job
         return Reply(True, f"job {job.id} submitted", job.model_dump(mode="json"))

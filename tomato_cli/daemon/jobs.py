@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -63,11 +64,14 @@ class JobControl:
         jobname: str | None = None,
         repositories: Mapping[str, Any] | None = None,
         priority: int | None = None,
+        parent_flow_run_id: str | None = None,
     ) -> Job:
         """Validate a payload completely, then queue it as a new job; ``priority`` (checked
-        by the caller) overrides the payload's ``settings: priority``."""
+        by the caller) overrides the payload's ``settings: priority``; the job's flow run
+        is made a sub-run of ``parent_flow_run_id`` (see :meth:`FlowRuns.create`)."""
         if not self.accepting:
             raise RpcError("the daemon is stopping; no new jobs are taken")
+        parent_flow_run_id = checked_flow_run_id(parent_flow_run_id)
         parsed = complete_payload(parse_payload(payload, source), cwd, repositories)
         self.check_against_pipelines(parsed, source)
         with self.lock, self.lifecycle.transaction() as db:
@@ -93,6 +97,7 @@ class JobControl:
                 jobname=jobname,
                 cratepath=crate_path(respath, parsed, repositories),
                 priority=parsed.settings.priority if priority is None else priority,
+                parent_flow_run_id=parent_flow_run_id,
             )
             self.lifecycle.move(job, "q", Cause.SUBMIT, db=db)
         self.lifecycle.committed()
@@ -308,3 +313,15 @@ class JobControl:
                     self.store.set_prefect_status(job.id, job.status, db=db)
             self.lifecycle.committed()
         return job
+
+
+def checked_flow_run_id(value: object) -> str | None:
+    """A flow run id as Prefect writes it (a UUID), or None; anything else is refused."""
+    if value is None:
+        return None
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        raise RpcError(
+            f"parent_flow_run_id must be a flow run id (a UUID), not {value!r}"
+        ) from None

@@ -51,6 +51,9 @@ class Job(BaseModel):
     cratepath: str | None = None  # the RO-Crate zip, when the payload asks for one
     priority: int = 0  # the gate starts the highest first (new in tomato-prefect)
     held: bool = False  # a queued job kept from starting by `ketchup hold` (status stays q/qw)
+    # the Prefect flow run that submitted the job (tomato_cli.client inside a flow): the
+    # job's flow run is made its sub-run
+    parent_flow_run_id: str | None = None
 
     @field_serializer(
         "submitted_at", "launched_at", "connected_at", "completed_at", when_used="json"

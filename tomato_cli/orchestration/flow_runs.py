@@ -15,6 +15,8 @@ from tomato_cli.orchestration.states import PREFECT_STATE, prefect_state
 from tomato_cli.prefect_internals import send_worker_heartbeat
 
 if TYPE_CHECKING:
+    from uuid import UUID
+
     from tomato_cli.models import Job
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,10 @@ def job_tags(job: Job, host: str | None = None) -> list[str]:
     if job.pipeline:
         tags.append(f"pipeline:{job.pipeline}")
     return tags + [f"{HOST_TAG}{host}"] if host else tags
+
+
+def _stands_for_a_job() -> None:
+    """The function of the task that stands for a job in its parent flow run (never run)."""
 
 
 class FlowRuns:
@@ -157,9 +163,12 @@ class FlowRuns:
     # a job's flow run
     def create(self, job: Job) -> tuple[str, str]:
         """The job's flow run, waiting (PAUSED Queued), named ``job-<id>``: its id and the
-        id of that first state."""
+        id of that first state. A job submitted from a flow run (``parent_flow_run_id``)
+        gets a sub-run of it, when this server holds that flow run."""
         from prefect.client.schemas.objects import State, StateType
 
+        key = f"{self.pool}-{self.instance}-job-{job.id}"
+        parent_task_run_id = self._wrapper_task_run(job, key) if job.parent_flow_run_id else None
         stype, sname = PREFECT_STATE["q"]
         flow_run = self.client.create_flow_run_from_deployment(
             self.deployment_id,
@@ -167,9 +176,46 @@ class FlowRuns:
             state=State(type=StateType(stype), name=sname),
             name=f"job-{job.id}",
             tags=job_tags(job, self.host),
-            idempotency_key=f"{self.pool}-{self.instance}-job-{job.id}",
+            idempotency_key=key,
+            parent_task_run_id=parent_task_run_id,
         )
+        if job.parent_flow_run_id and parent_task_run_id is None:
+            self.log(
+                str(flow_run.id),
+                f"tomato: job {job.id} was submitted from flow run {job.parent_flow_run_id}, "
+                "which this Prefect server does not hold, so it is not linked to it",
+                logging.WARNING,
+            )
         return str(flow_run.id), str(flow_run.state.id) if flow_run.state else ""
+
+    def _wrapper_task_run(self, job: Job, key: str) -> UUID | None:
+        """A task run in the job's parent flow run that stands for the job (as Prefect's
+        ``run_deployment`` makes one), or None if this server has no such flow run.
+
+        The job's flow run is created with it as its parent task run, so the UI shows the
+        job under the parent's graph and the parent on the job's page; Prefect's server then
+        copies each state of the job's flow run onto it. ``key`` makes it once per job.
+        """
+        from prefect.exceptions import ObjectNotFound
+        from prefect.states import Pending
+        from prefect.tasks import Task
+
+        wrapper = Task(name=f"{FLOW_NAME}/{self.deployment}", fn=_stands_for_a_job)
+        wrapper.task_key = f"{FLOW_NAME}.{self.deployment}"
+        # a 404 must not reach the sync: it would take it for the job's flow run deleted
+        try:
+            parent = self.client.read_flow_run(job.parent_flow_run_id)
+            task_run = self.client.create_task_run(
+                task=wrapper,
+                flow_run_id=parent.id,
+                dynamic_key=key,
+                name=f"job-{job.id}",
+                extra_tags=["tomato"],
+                state=Pending(),
+            )
+        except ObjectNotFound:
+            return None
+        return task_run.id
 
     def adopt(self, flow_run_id: str, job: Job) -> str:
         """A run made in Prefect becomes the flow run of ``job``: renamed, given the job's
