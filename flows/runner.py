@@ -6,7 +6,8 @@ can host several jobs at once. A job the daemon started while Prefect was away r
 outside the engine (its context says so), and touches no Prefect API. On stdout (the
 control channel to the daemon) the runner says ``ready`` once imported and ``done
 <jobid>`` after each job. EOF on stdin means
-"take no more jobs": the runner exits once its running jobs have ended.
+"take no more jobs": the runner exits once its running jobs have ended. It also comes when
+the daemon is gone, killed or not, so that no runner outlives it idle.
 """
 
 from __future__ import annotations
@@ -17,11 +18,16 @@ import os
 import sys
 import threading
 from pathlib import Path
+from typing import NoReturn
 
 from tomato_cli.models.context import JobContext
 
 CURRENT_JOB: contextvars.ContextVar[int | None] = contextvars.ContextVar("job", default=None)
 _say_lock = threading.Lock()
+# At exit, the logs and events still queued for Prefect get this long. Prefect's own
+# at-exit drain waits without bound, and with its server gone it retries each request for
+# minutes (8 retries, 2**n s apart): the runner would stay, idle, long after its daemon.
+FLUSH_S = 10.0
 
 
 def say(line: str) -> None:
@@ -125,5 +131,20 @@ def main() -> int:
     return 0
 
 
+def leave(code: int) -> NoReturn:
+    """Exit with ``code`` once what is queued for Prefect is sent, or ``FLUSH_S`` passed."""
+    from tomato_cli.prefect_internals import drain_prefect_services
+
+    try:
+        drain_prefect_services(FLUSH_S)
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (BrokenPipeError, OSError):
+                pass
+        os._exit(code)  # past Prefect's at-exit drains: done above, within a bound
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    leave(main())

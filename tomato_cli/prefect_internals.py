@@ -13,6 +13,7 @@ tests/unit/test_prefect_internals.py and tests/integration/test_prefect_server.p
 | server services switched off | embedded server | CPU per job |
 | no suspension observer per flow run | job runner | a thread and a websocket per job |
 | run an existing flow run in a thread | job runner | one process hosts several jobs |
+| drain logs and events within a bound, then exit | job runner | no runner waits for a gone server |
 | `prefect server start` in-process | embedded server | the two server fixes above |
 | worker heartbeat without a worker | daemon | the work pool shows Ready |
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import inspect
+import time
 import types
 from collections.abc import Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -223,6 +225,25 @@ def run_existing_flow_run(flow: Any, flow_run: Any, parameters: dict[str, Any]) 
         "prefect.flow_engine.run_flow(flow, flow_run, parameters, return_type) changed",
     )
     return run_flow(flow, flow_run=flow_run, parameters=parameters, return_type="state")
+
+
+def drain_prefect_services(timeout: float) -> None:
+    """Send what Prefect's log and event workers still hold, waiting ``timeout`` at most.
+
+    Their at-exit drain waits without bound; a process that has called this may skip it
+    (``os._exit``) and lose nothing that could still reach the server.
+    """
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for service in (APILogWorker, EventsWorker):
+        _expect(
+            "timeout" in _params(service.drain_all),
+            f"{service.__name__}.drain_all(timeout=...) changed",
+        )
+    deadline = time.monotonic() + timeout
+    for service in (APILogWorker, EventsWorker):
+        service.drain_all(timeout=max(0.0, deadline - time.monotonic()))
 
 
 # --- the daemon ------------------------------------------------------------------------------

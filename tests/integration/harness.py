@@ -177,18 +177,51 @@ def eventually(check: Callable[[], Any], timeout: float = 30, what: str = "") ->
         time.sleep(0.3)
 
 
-def kill_leftovers(root: Path) -> None:
-    """Kill every process whose command line mentions this test's folder."""
+def processes_of(root: Path) -> list[psutil.Process]:
+    """The live processes (zombies aside) whose command line or environment mentions
+    this test's folder: a daemon's job runners say it in their environment only."""
     mine = str(root)
-    for proc in psutil.process_iter(["pid", "cmdline", "environ"]):
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline", "environ", "status"]):
         try:
             cmd = " ".join(proc.info["cmdline"] or [])
             env = proc.info.get("environ") or {}
+            if proc.info["status"] == psutil.STATUS_ZOMBIE or proc.pid == os.getpid():
+                continue
             if mine in cmd or mine in json.dumps(env):
-                if proc.pid != os.getpid():
-                    proc.kill()
+                found.append(proc)
         except psutil.Error:
             continue
+    return found
+
+
+def kill_leftovers(root: Path) -> None:
+    """Kill every process whose command line or environment mentions this test's folder."""
+    for proc in processes_of(root):
+        try:
+            proc.kill()
+        except psutil.Error:
+            continue
+
+
+# `tomato stop` returns once the daemon's API has closed, which it does after its runners,
+# drivers and Prefect server have exited: only the daemon's own exit is left, under a
+# second; 30 s allows for a busy 2-core machine.
+STOPPED_WITHIN_S = 30.0
+
+
+def assert_nothing_left(root: Path, timeout: float = STOPPED_WITHIN_S) -> None:
+    """Within ``timeout``, no process of the daemon in ``root`` is left."""
+    deadline = time.monotonic() + timeout
+    while (left := processes_of(root)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    named = []
+    for proc in left:
+        try:
+            named.append(f"{proc.pid} {' '.join(proc.cmdline()[:4])}")
+        except psutil.Error:
+            continue
+    assert not named, f"left {timeout:.0f} s after the stop: {named}"
 
 
 def counter_payload(

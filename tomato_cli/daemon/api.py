@@ -82,14 +82,15 @@ class DaemonApi:
         """Stop the daemon. With running jobs: refuse, cancel them first, or leave them."""
         if mode not in ("refuse", "cancel", "leave"):
             raise RpcError(f"unknown stop mode {mode!r}")
-        running = [j.id for j in self.daemon.store.job_refs(("r", "rp", "rd"))]
-        if running and mode == "refuse":
-            ids = ", ".join(map(str, running))
-            raise RpcError(
-                f"jobs {ids} are running; use --cancel-jobs to cancel them and stop, "
-                "or --leave-running to stop the daemon and let them finish"
-            )
-        self.daemon.stop(mode, running)
+        with self.daemon.lock:  # no job starts between this look and the stop
+            running = [j.id for j in self.daemon.store.job_refs(("r", "rp", "rd"))]
+            if running and mode == "refuse":
+                ids = ", ".join(map(str, running))
+                raise RpcError(
+                    f"jobs {ids} are running; use --cancel-jobs to cancel them and stop, "
+                    "or --leave-running to stop the daemon and let them finish"
+                )
+            self.daemon.stop(mode, running)
         msg = f"tomato daemon on port {self.daemon.port} is stopping"
         return Reply(True, msg, self.daemon.info())
 

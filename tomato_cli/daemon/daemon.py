@@ -35,6 +35,7 @@ from tomato_cli.daemon.snapshots import PeriodicSnapshots
 from tomato_cli.daemon.state import StateStore, now
 from tomato_cli.models import (
     FINAL_STATUSES,
+    LIVE_STATUSES,
     Job,
     Payload,
     PayloadError,
@@ -321,7 +322,10 @@ class Daemon:
         }
 
     def stop(self, mode: str, running: list[int]) -> None:
-        """Stop in the background: ``cancel`` running jobs first, or ``leave`` them running."""
+        """Stop in the background: ``cancel`` running jobs first, or ``leave`` them running.
+
+        Called under ``lock`` with ``running`` read under it: the gate starts no job after
+        that (it checks ``paused`` under the same lock)."""
         self.jobs.accepting = False
         self.gate.paused = True
         threading.Thread(target=self._shutdown, args=(mode, running), daemon=True).start()
@@ -332,9 +336,12 @@ class Daemon:
             deadline = time.monotonic() + 120
             while self.store.job_refs(("r", "rp", "rd")) and time.monotonic() < deadline:
                 time.sleep(0.2)
-        self.launcher.stop_idle()
-        if mode != "leave" or not running:
+        # only jobs deliberately left running keep their runner; the others end before the
+        # drivers and the Prefect server go, so that their flow runs can report their end
+        left = {ref.id for ref in self.store.job_refs(LIVE_STATUSES)} if mode == "leave" else set()
+        self.launcher.close(keep=left)
+        if not left:
             self.supervisor.stop_all()
-        self.sync.stop(stop_server=mode != "leave" or not running)
+        self.sync.stop(stop_server=not left)
         self._stop.set()
         self.recovery.job_ended.set()

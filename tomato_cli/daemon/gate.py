@@ -165,7 +165,8 @@ class Gate:
             pip = pipelines.get(pipeline)
             busy = {c.name for p in pipelines.values() if p.jobid for c in p.components}
             if (
-                job is None
+                self.paused  # the daemon is stopping
+                or job is None
                 or pip is None
                 or job.status not in WAITING_STATUSES
                 or job.held

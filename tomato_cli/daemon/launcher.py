@@ -4,6 +4,8 @@ Importing Prefect and the job flow takes about a second; a runner does it before
 needed, so that it never sits between a ready pipeline and the first sample. A runner
 hosts up to ``capacity`` jobs at once and serves ``max_jobs`` in all before it is retired.
 It talks back on its stdout: ``ready`` once imported, ``done <jobid>`` after each job.
+At stop the launcher is closed: it starts no runner any more, and waits for its runners to
+exit (killing those that do not) before the daemon takes their Prefect server away.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ log = logging.getLogger(__name__)
 
 RUNNER_LOG = "job-runners.log"
 IDLE_RETIRE_S = 600.0  # without keep_warm, a runner without jobs for this long exits
+# At stop, a runner's last flow run reports its end and its logs reach Prefect: about a
+# second; 30 s leaves room for a busy machine before the runner is killed.
+RUNNER_EXIT_S = 30.0
 
 
 @dataclass
@@ -66,6 +71,8 @@ class JobLauncher:
         self.runners: list[JobRunner] = []
         self.error: str | None = None  # why the last runner could not start
         self.by_job: dict[int, JobRunner] = {}
+        self.closed = False  # the daemon is stopping: no runner starts, no job is handed out
+        self.command = [sys.executable, "-P", "-m", "flows.runner"]  # -P: not the cwd's flows/
 
     def _spawn(self) -> JobRunner:
         self.logdir.mkdir(parents=True, exist_ok=True)
@@ -73,7 +80,7 @@ class JobLauncher:
         env.update(self.env)
         err = open(self.logdir / RUNNER_LOG, "ab")
         proc = subprocess.Popen(
-            [sys.executable, "-P", "-m", "flows.runner"],  # -P: not the cwd's flows/
+            self.command,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=err,
@@ -128,6 +135,8 @@ class JobLauncher:
         warm, else when a job is ``wanted`` (queued)."""
         with self.lock:
             self.runners = [r for r in self.runners if r.alive() or r.jobs]
+            if self.closed:
+                return
             if (self.keep_warm or wanted) and not any(self._free(r) for r in self.runners):
                 self._spawn()
 
@@ -137,6 +146,8 @@ class JobLauncher:
         line = (context.model_dump_json() + "\n").encode()
         while True:
             with self.lock:
+                if self.closed:
+                    raise RuntimeError("the daemon is stopping: no job starts")
                 free = [r for r in self.runners if self._free(r)]
                 runner = (
                     min(free, key=lambda r: (len(r.jobs), not r.ready.is_set()))
@@ -195,8 +206,27 @@ class JobLauncher:
         except OSError:
             pass
 
-    def stop_idle(self) -> None:
+    def close(self, keep: set[int], timeout: float = RUNNER_EXIT_S) -> None:
+        """At stop: start no runner and hand out no job any more; every runner exits once
+        its jobs have ended. Wait up to ``timeout`` for the runners that host none of
+        ``keep`` (the jobs left running), and kill those still there then.
+
+        A runner that outlived its daemon's Prefect server would retry sending its last
+        logs for minutes, and a stop used to leave a runner whose job had just ended (it
+        had not said ``done`` yet) with nothing that would end it.
+        """
         with self.lock:
+            self.closed = True
             for runner in self.runners:
-                if not runner.jobs:
-                    self._retire(runner)
+                self._retire(runner)
+            ending = [r for r in self.runners if not r.jobs & keep]
+        deadline = time.monotonic() + timeout
+        for runner in ending:
+            try:
+                runner.proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning(
+                    "job runner %s still there %.0f s after the stop: killed", runner.pid, timeout
+                )
+                runner.proc.kill()
+                runner.proc.wait()
