@@ -14,6 +14,7 @@ in the job folder, from which the results file's ``tomato_conditions`` attribute
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import os
@@ -175,7 +176,8 @@ class JobLimits:
                     self._end(met)
                     return
 
-        threading.Thread(target=loop, name="job-limits", daemon=True).start()
+        context = contextvars.copy_context()  # the job's log follows it
+        threading.Thread(target=context.run, args=(loop,), name="job-limits", daemon=True).start()
 
     def _end(self, met: Met) -> None:
         record(self.run, met, None)
