@@ -14,9 +14,9 @@ from typing import Any
 from drivers.client import DriverClient
 from flows.conditions import JobLimits
 from tomato_cli.models import Component, Job
-from tomato_cli.models.conditions import RepeatQuantity
 from tomato_cli.models.context import JobContext
 from tomato_cli.models.job import PAUSE_FILE, read_cancel, write_final
+from tomato_cli.models.repeats import RepeatQuantity
 from tomato_cli.rpc import Unreachable, call
 
 log = logging.getLogger(__name__)

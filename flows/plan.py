@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from flows.conditions import record
-from tomato_cli.models.conditions import Met, RepeatQuantity
+from tomato_cli.models.conditions import Met
+from tomato_cli.models.repeats import RepeatQuantity
 
 if TYPE_CHECKING:
     from flows.context import JobRun

@@ -163,7 +163,7 @@ def test_conditions_need_our_payload_version() -> None:
 
 
 def test_what_an_until_says() -> None:
-    from tomato_cli.models.conditions import parse_until
+    from tomato_cli.models.repeats import parse_until
 
     until = parse_until("integral(cell.I, discharge) < 80 % of first")
     assert (until.func, until.role, until.variable, until.step) == (
@@ -186,7 +186,7 @@ def test_what_an_until_says() -> None:
 
 
 def test_an_until_is_bound_to_the_units_of_what_it_computes() -> None:
-    from tomato_cli.models.conditions import bind_until, parse_until
+    from tomato_cli.models.repeats import bind_until, parse_until
 
     steps = {"charge": (0, "cell"), "discharge": (1, "cell")}
     table = units({"I": "mA", "val": None})
@@ -205,7 +205,7 @@ def test_an_until_is_bound_to_the_units_of_what_it_computes() -> None:
 
 
 def test_a_repeat_quantity_counts_only_its_steps_samples() -> None:
-    from tomato_cli.models.conditions import BoundUntil, RepeatQuantity
+    from tomato_cli.models.repeats import BoundUntil, RepeatQuantity
 
     def quantity(func: str) -> RepeatQuantity:
         until = BoundUntil("t", func, "c", "v", (1,), ">", 0.0, None, None)

@@ -18,17 +18,10 @@ from pydantic import (
     model_validator,
 )
 
-from tomato_cli.models.conditions import (
-    Bound,
-    BoundUntil,
-    UnitsOf,
-    bind,
-    bind_until,
-    parse_conditions,
-    parse_until,
-)
+from tomato_cli.models.conditions import Bound, UnitsOf, bind, parse_conditions
 from tomato_cli.models.errors import PayloadError
 from tomato_cli.models.files import check_size, format_error, load_mapping, parse_text
+from tomato_cli.models.repeats import BoundUntil, bind_until, parse_until
 from tomato_cli.models.upgrade import CURRENT, OURS, original_version, upgrade
 from tomato_cli.units import to_seconds
 
