@@ -1,4 +1,4 @@
-"""Commands that make a driver host crash or hang, for fault-injection tests.
+"""Commands that make a driver host crash, segfault or hang, for fault-injection tests.
 
 A driver host answers them only when started with ``TOMATO_DEBUG_COMMANDS=1`` (see
 :mod:`drivers.host`).
@@ -6,6 +6,7 @@ A driver host answers them only when started with ``TOMATO_DEBUG_COMMANDS=1`` (s
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import threading
@@ -25,6 +26,11 @@ def fault_commands(hang_lock: threading.Lock) -> dict[str, Callable[..., Any]]:
         logging.shutdown()
         os._exit(3)
 
+    def debug_segfault() -> None:
+        log.warning("debug_segfault: reading address 0")
+        logging.shutdown()
+        ctypes.string_at(0)  # what a faulty vendor library does: SIGSEGV
+
     def debug_hang(seconds: float = 30.0) -> str:
         held = threading.Event()
 
@@ -38,4 +44,8 @@ def fault_commands(hang_lock: threading.Lock) -> dict[str, Callable[..., Any]]:
         held.wait()
         return f"hanging for {seconds} s"
 
-    return {"debug_crash": debug_crash, "debug_hang": debug_hang}
+    return {
+        "debug_crash": debug_crash,
+        "debug_segfault": debug_segfault,
+        "debug_hang": debug_hang,
+    }

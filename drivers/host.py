@@ -7,8 +7,8 @@ sample-count rule); samples stay buffered until ``task_data`` collects them, as 
 of scalars and traces per reply (see :mod:`drivers.samples` for its layout).
 
 ``set_attr`` is allowed while a task runs on the component (the change shows up in the
-following samples). Set ``TOMATO_DEBUG_COMMANDS=1`` to enable ``debug_crash`` and
-``debug_hang`` for fault-injection tests.
+following samples). Set ``TOMATO_DEBUG_COMMANDS=1`` to enable ``debug_crash``,
+``debug_segfault`` and ``debug_hang`` for fault-injection tests.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ until ``task_data`` collects them, as one block of scalars and traces per reply 
 :mod:`drivers.samples` for its layout).
 
 ``set_attr`` is allowed while a task runs on the component (the change shows up in the
-following samples). With ``debug_commands`` it also answers ``debug_crash`` and
-``debug_hang`` (see :mod:`drivers.fault_injection`).
+following samples). With ``debug_commands`` it also answers ``debug_crash``,
+``debug_segfault`` and ``debug_hang`` (see :mod:`drivers.fault_injection`).
 """
 
 from __future__ import annotations

@@ -1,29 +1,42 @@
-"""A job runner process: imports Prefect and the job flow once, then runs jobs it is handed.
+"""A job runner: a fork server that imports Prefect and the job flow once, then runs each
+job it is handed in a process of its own, forked from it.
 
-Started by the daemon ahead of time. Each line on stdin is one job context; the job's
-existing flow run is run with Prefect's flow engine in a thread of its own, so one runner
-can host several jobs at once. A job the daemon started while Prefect was away runs
-outside the engine (its context says so), and touches no Prefect API. On stdout (the
-control channel to the daemon) the runner says ``ready`` once imported and ``done
-<jobid>`` after each job. EOF on stdin means
-"take no more jobs": the runner exits once its running jobs have ended. It also comes when
-the daemon is gone, killed or not, so that no runner outlives it idle.
+Started by the daemon ahead of time. Each line on stdin is one job context. The runner
+forks a child for it; the child runs the job's existing flow run with Prefect's flow engine
+(or, for a job the daemon started while Prefect was away, outside the engine) and exits.
+A crash of one child (a segfault in a vendor library, the OOM killer, ``kill -9``) ends
+that job alone. The children share the runner's imported pages copy-on-write, so a job
+costs only the memory it writes to.
+
+The runner itself stays single-threaded (a fork copies only the thread that forks): it
+reads stdin and reaps its children, nothing else. On stdout (the control channel to the
+daemon) it says ``ready`` once imported, ``started <jobid> <pid>`` after each fork and
+``exit <jobid> <code>`` when a child has exited (``code`` < 0: killed by that signal);
+the child says ``done <jobid>`` when its flow has returned. EOF on stdin means "take no
+more jobs": the runner exits once its children have. It also comes when the daemon is
+gone, killed or not, so that no runner outlives it idle; children already running go on,
+and the daemon finds them by their pids when it is back.
 """
 
 from __future__ import annotations
 
 import contextvars
+import gc
 import logging
 import os
+import select
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import NoReturn
 
+from flows import fault_injection
 from tomato_cli.models.context import JobContext
 
 CURRENT_JOB: contextvars.ContextVar[int | None] = contextvars.ContextVar("job", default=None)
 _say_lock = threading.Lock()
+REAP_S = 0.5  # how often the runner looks for children that have exited
 # At exit, the logs and events still queued for Prefect get this long. Prefect's own
 # at-exit drain waits without bound, and with its server gone it retries each request for
 # minutes (8 retries, 2**n s apart): the runner would stay, idle, long after its daemon.
@@ -113,22 +126,68 @@ def main() -> int:
     # one line per Prefect API call would drown each job.log (and cost CPU at scale)
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    os.environ.setdefault("TOMATO_DAEMON_PORT", "1234")
+    if threading.active_count() != 1:  # a fork would copy a lock some other thread holds
+        names = [t.name for t in threading.enumerate()]
+        print(f"tomato: the job runner has threads before forking: {names}", file=sys.stderr)
+        return 3
+    gc.freeze()  # the collector then leaves the imported objects' pages shared
     say("ready")
-    threads: list[threading.Thread] = []
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        context = JobContext.model_validate_json(line)
-        os.environ["TOMATO_DAEMON_PORT"] = str(context.daemon_port)
-        os.environ["TOMATO_DAEMON_HOST"] = context.daemon_host
-        # a new thread starts with an empty context: CURRENT_JOB is set inside run_job
-        thread = threading.Thread(target=run_job, args=(context,), name=f"job-{context.jobid}")
-        thread.start()
-        threads.append(thread)
-    for thread in threads:
-        thread.join()
+    serve()
     return 0
+
+
+def serve() -> None:
+    """Fork a child for each job context read from stdin; reap children; after EOF, wait
+    for the last child."""
+    children: dict[int, int] = {}  # pid -> jobid
+    pending = b""
+    open_ = True
+    while open_ or children:
+        if open_:
+            readable, _, _ = select.select([0], [], [], REAP_S)
+            if readable:
+                chunk = os.read(0, 1 << 16)
+                open_ = bool(chunk)
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        start(JobContext.model_validate_json(line), children)
+        else:
+            time.sleep(REAP_S)
+        reap(children)
+
+
+def start(context: JobContext, children: dict[int, int]) -> None:
+    pid = os.fork()
+    if pid == 0:  # the child: runs this one job, then leaves
+        code = 1
+        try:
+            devnull = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(devnull, 0)  # the job list is the runner's, not the job's
+            os.environ["TOMATO_DAEMON_PORT"] = str(context.daemon_port)
+            os.environ["TOMATO_DAEMON_HOST"] = context.daemon_host
+            fault_injection.arm()
+            run_job(context)
+            code = 0
+        finally:
+            leave(code)
+    children[pid] = context.jobid
+    say(f"started {context.jobid} {pid}")
+
+
+def reap(children: dict[int, int]) -> None:
+    while children:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            children.clear()
+            return
+        if pid == 0:
+            return
+        jobid = children.pop(pid, None)
+        if jobid is not None:
+            say(f"exit {jobid} {os.waitstatus_to_exitcode(status)}")
 
 
 def leave(code: int) -> NoReturn:

@@ -147,6 +147,18 @@ class Tomato:
             time.sleep(0.2)
         raise AssertionError(f"job {jobid} still {job['status']} after {timeout} s")
 
+    def runner_pids(self) -> set[int]:
+        """The daemon's job runners (fork servers), not the jobs' processes they forked."""
+        daemon = int(self.ok("tomato", "status")["pid"])
+        found = set()
+        for proc in processes_of(self.root):
+            try:
+                if "flows.runner" in proc.cmdline() and proc.ppid() == daemon:
+                    found.add(proc.pid)
+            except psutil.Error:
+                continue
+        return found
+
     def stop(self) -> None:
         """Stop the daemon (cancelling jobs), then make sure nothing of it is left."""
         self.run("tomato", "stop", "--cancel-jobs", timeout=240)

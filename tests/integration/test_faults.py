@@ -19,7 +19,13 @@ import xarray as xr
 
 from drivers.sampler import sample_count
 from tests.integration.harness import DATA, Tomato, counter_payload, eventually
-from tests.integration.waits import check_paused_step, wait_final, wait_stored
+from tests.integration.waits import (
+    FINAL_STATES,
+    check_paused_step,
+    prefect_state,
+    wait_final,
+    wait_stored,
+)
 from tests.skips import skip_system
 from tomato_cli.models.job import FINAL_FILE
 
@@ -43,28 +49,6 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tomato]:
 def samples(path: Path, role: str = "counter") -> int:
     with xr.open_datatree(path, decode_times=False) as dt:
         return dt[role].sizes["uts"]
-
-
-FINAL_STATES = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
-
-
-def prefect_state(
-    rig: Tomato, jobid: int, until: tuple[str, ...] = FINAL_STATES, timeout: float = 60
-) -> str:
-    """The flow run's state type once it is one of ``until`` (or the last seen).
-
-    60 s: the state is written by the job's engine or pushed by the daemon's sync (a round
-    every few seconds); after a restart the daemon first waits for Prefect, which takes
-    several seconds more on a busy machine. Passing runs return as soon as it is there.
-    """
-    api = rig.wait_prefect()["prefect"]["api_url"]
-    deadline = time.monotonic() + timeout
-    while True:
-        job = rig.job(jobid)
-        state = httpx.get(f"{api}/flow_runs/{job['flow_run_id']}").json()["state"]["type"]
-        if state in until or time.monotonic() > deadline:
-            return state
-        time.sleep(0.3)
 
 
 @contextmanager
@@ -91,8 +75,10 @@ def test_kill_flow_process_ends_ce_and_keeps_data(rig: Tomato, tmp_path: Path) -
     rig.prepare("pip-counter-1", "kill-flow")
     payload = counter_payload("kill-flow", 60, 0.1, unlock_when_done=True)
     jobid = rig.submit(payload, cwd=tmp_path)
-    job = rig.wait_job(jobid, ("r",), timeout=60)
+    rig.wait_job(jobid, ("r",), timeout=60)
     stored = wait_stored(rig, jobid, 15)  # killed with data stored, however slow the runner
+    job = rig.job(jobid)  # the pid of the job's own process, now that it stores data
+    assert job["pid"] is not None and job["pid"] not in rig.runner_pids()
     os.kill(job["pid"], signal.SIGKILL)
     killed = time.time()
     job = rig.wait_job(jobid, timeout=60)

@@ -12,6 +12,7 @@ import re
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import xarray as xr
 
@@ -98,3 +99,25 @@ def check_paused_step(
     low, high = sample_count(ran_s, every) - round(1.0 / every), sample_count(ran_s, every) + 1
     assert low <= before <= high, (before, ran_s)
     assert len(uts) <= sample_count(duration, every)  # the resume did not start afresh
+
+
+FINAL_STATES = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
+
+
+def prefect_state(
+    rig: Tomato, jobid: int, until: tuple[str, ...] = FINAL_STATES, timeout: float = 60
+) -> str:
+    """The flow run's state type once it is one of ``until`` (or the last seen).
+
+    60 s: the state is written by the job's engine or pushed by the daemon's sync (a round
+    every few seconds); after a restart the daemon first waits for Prefect, which takes
+    several seconds more on a busy machine. Passing runs return as soon as it is there.
+    """
+    api = rig.wait_prefect()["prefect"]["api_url"]
+    deadline = time.monotonic() + timeout
+    while True:
+        job = rig.job(jobid)
+        state = httpx.get(f"{api}/flow_runs/{job['flow_run_id']}").json()["state"]["type"]
+        if state in until or time.monotonic() > deadline:
+            return state
+        time.sleep(0.3)

@@ -4,6 +4,7 @@ speak the runner's protocol) instead of Prefect-importing ones."""
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,12 +14,26 @@ import pytest
 
 from tomato_cli.daemon.launcher import JobLauncher
 
-# says "ready", then "done <id>" for each job line; exits at EOF, as flows.runner does
+# says "ready", then for each job line what a fork and its child say; exits at EOF, as
+# flows.runner does
 RUNNER = """
 import json, sys
 print("ready", flush=True)
 for line in sys.stdin:
-    print("done", json.loads(line)["jobid"], flush=True)
+    jobid = json.loads(line)["jobid"]
+    print("started", jobid, 4000 + jobid, flush=True)
+    print("done", jobid, flush=True)
+    print("exit", jobid, 0, flush=True)
+"""
+# job 1's process is killed by SIGKILL before its flow returns; job 2's ends normally
+KILLED = """
+import sys
+print("ready", flush=True)
+for line, jobid in zip(sys.stdin, (1, 2)):
+    print("started", jobid, 4000 + jobid, flush=True)
+    if jobid == 2:
+        print("done", jobid, flush=True)
+    print("exit", jobid, -9 if jobid == 1 else 0, flush=True)
 """
 # a runner that never exits on its own: what a stop used to leave behind
 STUCK = """
@@ -101,3 +116,56 @@ def test_close_leaves_the_runner_of_a_job_left_running(
     jobs.close(keep={7}, timeout=1.0)
     assert runner.alive()
     assert runner.proc.stdin is not None and runner.proc.stdin.closed  # no more jobs for it
+
+
+def test_each_job_has_its_pid_and_its_exit_code(tmp_path: Path, cleanup: list[JobLauncher]) -> None:
+    jobs = launcher(tmp_path, KILLED)
+    cleanup.append(jobs)
+    pids: dict[int, int] = {}
+    ended: list[int] = []
+    jobs.on_job_pid = lambda jobid, pid: pids.__setitem__(jobid, pid)
+    jobs.on_job_end = lambda: ended.append(1)
+    first = jobs.launch(_context(1))  # None if the runner was not ready yet
+    assert first in (None, 4001)
+    assert jobs.launch(_context(2)) in (None, 4002)
+    deadline = time.monotonic() + START_S
+    while len(ended) < 3 and time.monotonic() < deadline:  # done 2, exit 1, exit 2
+        time.sleep(0.05)
+    assert pids == {1: 4001, 2: 4002}
+    assert jobs.exit_code(1) == -9  # killed: the code the recovery reports
+    assert jobs.exit_code(2) is None  # exited 0: nothing to report
+    assert jobs.exited(1) and jobs.exited(2)
+    assert not jobs.said_done(1) and jobs.said_done(2)
+    assert jobs.runners[0].jobs == set()
+    jobs.forget_done(keep={1})
+    assert jobs.exit_code(1) == -9 and not jobs.said_done(2)
+
+
+def test_a_runner_is_kept_warm_only_while_asked(tmp_path: Path, cleanup: list[JobLauncher]) -> None:
+    warm = [False]
+    jobs = launcher(tmp_path, RUNNER)
+    jobs.warm = lambda: warm[0]
+    cleanup.append(jobs)
+    jobs.fill()
+    assert jobs.runners == []  # no pipeline ready, no job queued: no runner
+    warm[0] = True
+    jobs.fill()
+    assert len(jobs.runners) == 1
+    jobs.fill()
+    assert len(jobs.runners) == 1  # one is enough
+
+
+def test_jobs_a_runner_died_before_forking_have_exited(
+    tmp_path: Path, cleanup: list[JobLauncher]
+) -> None:
+    jobs = launcher(tmp_path, STUCK)
+    cleanup.append(jobs)
+    ended = threading.Event()
+    jobs.on_job_end = ended.set
+    assert jobs.launch(_context(3)) is None  # STUCK never forks: no pid
+    runner = jobs.runners[0]
+    assert runner.ready.wait(START_S)
+    assert not jobs.exited(3)
+    runner.proc.kill()
+    assert ended.wait(START_S)
+    assert jobs.exited(3) and jobs.exit_code(3) == -9  # the runner's code stands for it

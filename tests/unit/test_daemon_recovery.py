@@ -36,8 +36,11 @@ class SaidDone:
     def said_done(self, jobid: int) -> bool:
         return jobid in self.done
 
+    def exited(self, jobid: int) -> bool:
+        return False  # the job's process lives on
+
     def exit_code(self, jobid: int) -> int | None:
-        return None  # the runner lives on
+        return None
 
 
 class NoDrivers:

@@ -83,9 +83,9 @@ class Daemon:
         self.launcher = JobLauncher(
             self.logdir,
             target.client_env(),
-            capacity=self.settings.jobs.per_runner,
             max_jobs=self.settings.jobs.runner_max_jobs,
-            keep_warm=self._warm_runner(),
+            warm=self._warm_runner,
+            on_job_pid=self._job_pid,
         )
         self.pipelines = Pipelines(self.store, self.lock, self.supervisor, self._pipelines_changed)
         self.jobs = JobControl(
@@ -123,8 +123,20 @@ class Daemon:
         self.server: RpcServer | None = None
 
     def _warm_runner(self) -> bool:
+        """Keep a job runner imported and waiting: by default while a pipeline is ready,
+        so that an idle instance does not pay for one (about 100 MiB)."""
         warm = self.settings.jobs.warm_runner
-        return warm if warm is not None else self.settings.prefect.url is None
+        if warm is not None:
+            return warm
+        return any(pip.ready for pip in self.store.pipelines().values())
+
+    def _job_pid(self, jobid: int, pid: int) -> None:
+        """The job's own process was forked: its pid replaces the runner's."""
+        with self.lock:
+            job = self.store.job(jobid)
+            if job is not None and job.status not in FINAL_STATUSES and job.pid != pid:
+                job.pid = pid
+                self.store.save_job(job)
 
     def _prefect_target(self) -> tuple[PrefectTarget, EmbeddedServer | None]:
         cfg = self.settings.prefect
@@ -170,6 +182,7 @@ class Daemon:
     def _pipelines_changed(self) -> None:
         self.gate.wake()
         self.sync.pipelines_changed()
+        threading.Thread(target=self.launcher.fill, daemon=True).start()  # warm, if ready
 
     def _launch(self, job: Job) -> int:
         return self.launcher.launch(self.jobs.context(job))

@@ -187,4 +187,4 @@ class Gate:
             job.pid = self.launch(job)
             self.store.save_job(job)
         how = "" if lease is not None else " outside Prefect's engine (Prefect is away)"
-        log.info("job %s started on %s%s (runner pid %s)", job.id, pip.name, how, job.pid)
+        log.info("job %s started on %s%s (pid %s)", job.id, pip.name, how, job.pid or "to come")

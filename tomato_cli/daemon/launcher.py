@@ -1,9 +1,10 @@
-"""Job runners: processes that run jobs' flow runs, started ahead of time.
+"""Job runners: fork servers for jobs' processes, started ahead of time.
 
-Importing Prefect and the job flow takes about a second; a runner does it before it is
-needed, so that it never sits between a ready pipeline and the first sample. A runner
-hosts up to ``capacity`` jobs at once and serves ``max_jobs`` in all before it is retired.
-It talks back on its stdout: ``ready`` once imported, ``done <jobid>`` after each job.
+Importing Prefect and the job flow takes a few seconds; a runner does it before it is
+needed, so that it never sits between a ready pipeline and the first sample, and forks
+each job a process of its own (see :mod:`flows.runner`). A runner forks ``max_jobs`` jobs
+in all before it is retired. One is kept ready while ``warm()`` says so (by default, while
+a pipeline is ready), else one starts when a job is queued.
 At stop the launcher is closed: it starts no runner any more, and waits for its runners to
 exit (killing those that do not) before the daemon takes their Prefect server away.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -25,10 +27,12 @@ from tomato_cli.models.context import JobContext
 log = logging.getLogger(__name__)
 
 RUNNER_LOG = "job-runners.log"
-IDLE_RETIRE_S = 600.0  # without keep_warm, a runner without jobs for this long exits
+IDLE_RETIRE_S = 600.0  # while not warm(), a runner without jobs for this long exits
 # At stop, a runner's last flow run reports its end and its logs reach Prefect: about a
 # second; 30 s leaves room for a busy machine before the runner is killed.
 RUNNER_EXIT_S = 30.0
+# A ready runner forks a job in milliseconds; the gate waits this long at most for the pid
+FORK_WAIT_S = 5.0
 
 
 @dataclass
@@ -36,7 +40,7 @@ class JobRunner:
     """One job runner process, as the launcher sees it."""
 
     proc: subprocess.Popen
-    jobs: set[int] = field(default_factory=set)
+    jobs: set[int] = field(default_factory=set)  # handed to it, and not exited yet
     served: int = 0
     ready: threading.Event = field(default_factory=threading.Event)
     retired: bool = False
@@ -55,22 +59,24 @@ class JobLauncher:
         self,
         logdir: Path,
         env: dict[str, str],
-        capacity: int = 8,
         max_jobs: int = 100,
         on_job_end: Callable[[], None] = lambda: None,
-        keep_warm: bool = True,
+        warm: Callable[[], bool] = lambda: True,
+        on_job_pid: Callable[[int, int], None] = lambda jobid, pid: None,
     ):
         self.logdir = logdir
-        self.on_job_end = on_job_end  # a runner said "done", or exited
-        self._said_done: set[int] = set()  # jobs whose runner is through with them
+        self.on_job_end = on_job_end  # a job's process said "done", or exited
+        self.on_job_pid = on_job_pid  # a job's process was forked: (jobid, pid)
+        self._said_done: set[int] = set()  # jobs whose process is through with them
+        self._pids: dict[int, int] = {}  # jobs' own processes, as their runner forked them
+        self._exits: dict[int, int] = {}  # jobs' processes that exited, and their codes
         self.env = env
-        self.capacity = capacity
         self.max_jobs = max_jobs
         self.lock = threading.Lock()
-        self.keep_warm = keep_warm  # else runners start for queued jobs and retire when idle
+        self._forked = threading.Condition(self.lock)
+        self.warm = warm  # else runners start for queued jobs and retire when idle
         self.runners: list[JobRunner] = []
         self.error: str | None = None  # why the last runner could not start
-        self.by_job: dict[int, JobRunner] = {}
         self.closed = False  # the daemon is stopping: no runner starts, no job is handed out
         self.command = [sys.executable, "-P", "-m", "flows.runner"]  # -P: not the cwd's flows/
 
@@ -99,19 +105,33 @@ class JobLauncher:
             words = raw.decode(errors="replace").split()
             if words == ["ready"]:
                 runner.ready.set()
+            elif len(words) == 3 and words[0] == "started":
+                with self.lock:
+                    self._pids[int(words[1])] = int(words[2])
+                    self._forked.notify_all()
+                self.on_job_pid(int(words[1]), int(words[2]))
             elif len(words) == 2 and words[0] == "done":
                 with self.lock:
-                    runner.jobs.discard(int(words[1]))
                     self._said_done.add(int(words[1]))
+                self.on_job_end()
+            elif len(words) == 3 and words[0] == "exit":
+                jobid, code = int(words[1]), int(words[2])
+                with self.lock:
+                    runner.jobs.discard(jobid)
+                    self._exits[jobid] = code
                     if not runner.jobs:
                         runner.idle_since = time.monotonic()
                     if runner.served >= self.max_jobs and not runner.jobs:
                         self._retire(runner)
                 self.on_job_end()
-        if not runner.ready.is_set() and (code := runner.proc.wait()) != 0:
+        code = runner.proc.wait()
+        if not runner.ready.is_set() and code != 0:
             self.error = f"a job runner exited at start with code {code}: {self._last_words()}"
             log.error("%s", self.error)
-        self.on_job_end()  # EOF: the runner is gone, and with it any job it still had
+        with self.lock:  # jobs it died before forking end with it
+            for jobid in runner.jobs - self._pids.keys():
+                self._exits.setdefault(jobid, code if code != 0 else 1)
+        self.on_job_end()  # EOF: the runner is gone, and every job's process it forked
 
     def _last_words(self) -> str:
         """What a runner said when it refused to start (``tomato: ...`` in its log)."""
@@ -123,25 +143,22 @@ class JobLauncher:
         return said[-1] if said else f"see {self.logdir / RUNNER_LOG}"
 
     def _free(self, runner: JobRunner) -> bool:
-        return (
-            runner.alive()
-            and not runner.retired
-            and len(runner.jobs) < self.capacity
-            and runner.served < self.max_jobs
-        )
+        return runner.alive() and not runner.retired and runner.served < self.max_jobs
 
     def fill(self, wanted: bool = False) -> None:
-        """Keep one runner with room for a job, imported and waiting: always when kept
-        warm, else when a job is ``wanted`` (queued)."""
+        """Keep one runner imported and waiting: while ``warm()``, or when a job is
+        ``wanted`` (queued)."""
+        warm = wanted or self.warm()  # outside the lock: it may read the daemon's store
         with self.lock:
             self.runners = [r for r in self.runners if r.alive() or r.jobs]
             if self.closed:
                 return
-            if (self.keep_warm or wanted) and not any(self._free(r) for r in self.runners):
+            if warm and not any(self._free(r) for r in self.runners):
                 self._spawn()
 
-    def launch(self, context: JobContext) -> int:
-        """Hand a job to the least busy runner with room (or a new one); returns its pid."""
+    def launch(self, context: JobContext) -> int | None:
+        """Hand a job to a runner (a new one if none is free); returns the pid of the job's
+        process, or None if the runner is still starting: ``on_job_pid`` gives it later."""
         jobid = context.jobid
         line = (context.model_dump_json() + "\n").encode()
         while True:
@@ -149,11 +166,7 @@ class JobLauncher:
                 if self.closed:
                     raise RuntimeError("the daemon is stopping: no job starts")
                 free = [r for r in self.runners if self._free(r)]
-                runner = (
-                    min(free, key=lambda r: (len(r.jobs), not r.ready.is_set()))
-                    if free
-                    else self._spawn()
-                )
+                runner = min(free, key=lambda r: not r.ready.is_set()) if free else self._spawn()
                 runner.jobs.add(jobid)
                 runner.served += 1
                 try:
@@ -166,36 +179,46 @@ class JobLauncher:
                     continue
                 if runner.served >= self.max_jobs:
                     self._retire(runner)
-                self.by_job[jobid] = runner
+                if runner.ready.is_set():  # a fork takes milliseconds
+                    self._forked.wait_for(lambda: jobid in self._pids, FORK_WAIT_S)
+                pid = self._pids.get(jobid)
             threading.Thread(target=self.fill, daemon=True).start()
-            return runner.pid
+            return pid
 
     def said_done(self, jobid: int) -> bool:
-        """Whether the job's runner said it is through with the job (its flow returned)."""
+        """Whether the job's process said it is through with the job (its flow returned)."""
         with self.lock:
             return jobid in self._said_done
 
     def forget_done(self, keep: set[int]) -> None:
-        """Forget what runners said of jobs other than ``keep`` (the live ones)."""
+        """Forget what was said of jobs other than ``keep`` (the live ones)."""
         with self.lock:
             self._said_done &= keep
+            self._pids = {j: p for j, p in self._pids.items() if j in keep}
+            self._exits = {j: c for j, c in self._exits.items() if j in keep}
+
+    def exited(self, jobid: int) -> bool:
+        """Whether the job's process has exited (or its runner died before forking it)."""
+        with self.lock:
+            return jobid in self._exits
 
     def exit_code(self, jobid: int) -> int | None:
-        runner = self.by_job.get(jobid)
-        return runner.proc.poll() if runner is not None else None
+        """The code the job's process exited with, if not 0 (< 0: killed by that signal)."""
+        with self.lock:
+            code = self._exits.get(jobid)
+        return code or None
 
     def reap(self) -> None:
         """Forget runners that have exited (their exit code is collected by poll); retire
-        runners idle for ``IDLE_RETIRE_S`` unless kept warm."""
+        runners idle for ``IDLE_RETIRE_S`` unless ``warm()``."""
+        warm = self.warm()
         with self.lock:
             idle_before = time.monotonic() - IDLE_RETIRE_S
             for runner in self.runners:
                 runner.proc.poll()
                 idle = not runner.jobs and not runner.retired and runner.idle_since < idle_before
-                if idle and not self.keep_warm:
+                if idle and not warm:
                     self._retire(runner)
-            live = {id(r) for r in self.runners if r.alive()}
-            self.by_job = {j: r for j, r in self.by_job.items() if id(r) in live or r.jobs}
 
     def _retire(self, runner: JobRunner) -> None:
         """No more jobs for this runner: it exits once its jobs have ended."""
@@ -226,7 +249,13 @@ class JobLauncher:
                 runner.proc.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 log.warning(
-                    "job runner %s still there %.0f s after the stop: killed", runner.pid, timeout
+                    "job runner %s still there %.0f s after the stop: killed, with the "
+                    "processes of its jobs",
+                    runner.pid,
+                    timeout,
                 )
-                runner.proc.kill()
+                try:
+                    os.killpg(runner.pid, signal.SIGKILL)  # its own session: it and its jobs'
+                except ProcessLookupError:
+                    pass
                 runner.proc.wait()

@@ -1,20 +1,22 @@
 """Recovery: live jobs whose flow-run process is gone are ended, and their data kept.
 
 A job's process leaves its final word in the job folder (``final.json``) before it
-reports its end. The monitor looks at live jobs whenever a job runner says a job is done
+reports its end. The monitor looks at live jobs whenever a job's process says it is done
 or exits, and every ``MONITOR_INTERVAL_S`` (a daemon restarted after a crash has no pipe to
 runners it did not start): a job with a final word ends as it says; a job whose process
 died without one ends ``ce``, its tasks are stopped on the hardware, what the drivers
 still buffer is stored, and its results are written from the job's store. So does a job
-whose runner, still alive, said it was done with it but left no final word (the runner
-failed before the job's flow could end it): it would otherwise stay live for ever.
+whose process said it was done but left no final word (it failed before the job's flow
+could end it): it would otherwise stay live for ever.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 from tomato_cli.daemon.driver_supervisor import DriverSupervisor
@@ -30,6 +32,23 @@ from tomato_cli.rpc import Unreachable
 log = logging.getLogger(__name__)
 
 MONITOR_INTERVAL_S = 2.0
+
+
+def signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return "unknown signal"
+
+
+def note_in_job_log(jobpath: Path, why: str) -> None:
+    """The job's own log says why it ended: its process, which wrote the log, is gone."""
+    stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S,%f")[:-3]
+    try:
+        with open(jobpath / "job.log", "a", encoding="utf-8") as f:
+            f.write(f"{stamp} ERROR {__name__}: {why}; the job ends ce, its data kept\n")
+    except OSError as exc:
+        log.warning("could not write to %s: %s", jobpath / "job.log", exc)
 
 
 class Recovery:
@@ -67,9 +86,13 @@ class Recovery:
         refs = self.store.job_refs(LIVE_STATUSES)
         self.launcher.forget_done({ref.id for ref in refs})
         for ref in refs:
-            # a runner may host other jobs and outlive this one: its final word counts too
+            # its process may be gone before the runner reaped it: its final word counts too
             ended = ref.jobpath is not None and (Path(ref.jobpath) / FINAL_FILE).exists()
-            gone = bool(ref.pid and not alive(ref.pid)) or self.launcher.said_done(ref.id)
+            gone = (
+                bool(ref.pid and not alive(ref.pid))
+                or self.launcher.said_done(ref.id)
+                or self.launcher.exited(ref.id)
+            )
             if gone or ended:
                 job = self.store.job(ref.id)
                 if job is not None:
@@ -93,14 +116,17 @@ class Recovery:
                 return
             if self.launcher.said_done(job.id) and code is None:
                 why = (
-                    f"the job runner (pid {job.pid}) ended the job without its final word;"
+                    f"the job's process (pid {job.pid}) ended the job without its final word;"
                     f" see {RUNNER_LOG} in the logdir"
                 )
             else:
-                why = f"the job's flow-run process (pid {job.pid}) died"
-                if code is not None:
+                why = f"the job's process (pid {job.pid}) died"
+                if code is not None and code < 0:
+                    why += f", killed by signal {-code} ({signal_name(-code)})"
+                elif code is not None:
                     why += f" with exit code {code}"
             log.error("job %s: %s; writing its results from the stored data", job.id, why)
+            note_in_job_log(Path(job.jobpath), why)
             self.lifecycle.move(fresh, "ce", Cause.RECOVERY, error=why)
         threading.Thread(target=self._write_results, args=(fresh,), daemon=True).start()
 

@@ -35,21 +35,17 @@ _HOST_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,63}$")
 
 
 class JobsSettings(BaseModel):
-    """Where job folders are kept, and how jobs share runner processes.
+    """Where job folders are kept, and the job runner that forks each job its process.
 
-    A runner process hosts up to ``per_runner`` running jobs (each in its own thread) and
-    serves up to ``runner_max_jobs`` jobs before it is replaced. ``per_runner = 1`` isolates
-    every job in its own process; larger values save memory with many channels, at the cost
-    that a crash of a runner ends all of its jobs (as ``ce``, with their data kept).
+    A runner forks up to ``runner_max_jobs`` jobs before it is replaced. ``warm_runner``:
+    keep one imported and waiting (about 100 MiB, a few seconds to start) always (true),
+    only once a job is queued (false), or while a pipeline is ready (not set).
+    ``per_runner`` of earlier versions is read and ignored: every job has its own process.
     """
 
     model_config = ConfigDict(extra="ignore")
     storage: Path
-    per_runner: int = Field(default=8, ge=1, le=64)
     runner_max_jobs: int = Field(default=100, ge=1)
-    # a runner started ahead of time (it imports Prefect, about 90 MiB) so that no job waits
-    # for one; None: yes with the daemon's own Prefect server, no with a lab server (a lab
-    # host then idles as lean as tomato 2.2, and a runner starts when a job is queued)
     warm_runner: bool | None = None
 
 
