@@ -109,16 +109,51 @@ def run_job(context: JobContext) -> None:
         say(f"done {jobid}")
 
 
+# Modules a job's first flow run imports when they are not there yet (found by comparing
+# sys.modules in a job's process at its end with the runner's): imported by the runner,
+# their pages are shared by every job's process instead of built in each.
+FIRST_RUN_IMPORTS = (
+    "anyio._backends._asyncio",
+    "anyio.streams.memory",
+    "anyio.streams.stapled",
+    "anyio.streams.tls",
+    "encodings.idna",
+    "prefect._internal.states",
+    "prefect.concurrency._asyncio",
+    "prefect.concurrency._events",
+    "prefect.concurrency._sync",
+    "prefect.concurrency.services",
+    "prefect.task_engine",
+    "prefect.utilities.visualization",
+    "rich._emoji_codes",
+)
+
+
 def main() -> int:
+    import importlib
+
+    # No collection while importing: memory freed by one would leave holes in the
+    # runner's pages, which each job's process would fill and so copy (Python's advice
+    # for forking servers: disable early, freeze before forking, enable in the child).
+    gc.disable()
+
     import prefect.flow_engine  # noqa: F401 - import once, before the first job
 
     import flows.job  # noqa: F401
-    from tomato_cli.prefect_internals import PrefectInternalsChanged, skip_suspension_observer
+
+    for name in FIRST_RUN_IMPORTS:
+        importlib.import_module(name)
+    from tomato_cli.prefect_internals import (
+        PrefectInternalsChanged,
+        share_client_tls_context,
+        skip_suspension_observer,
+    )
     from tomato_cli.units import get_ureg
 
     get_ureg()  # the unit registry takes ~0.5 s to build: not on a job's path
     try:
         skip_suspension_observer()  # pauses and cancels reach the job through the daemon
+        share_client_tls_context()
     except PrefectInternalsChanged as exc:
         print(f"tomato: {exc}", file=sys.stderr, flush=True)
         return 3
@@ -130,7 +165,7 @@ def main() -> int:
         names = [t.name for t in threading.enumerate()]
         print(f"tomato: the job runner has threads before forking: {names}", file=sys.stderr)
         return 3
-    gc.freeze()  # the collector then leaves the imported objects' pages shared
+    gc.freeze()  # the collector leaves the runner's objects (and their pages) alone
     say("ready")
     serve()
     return 0
@@ -162,6 +197,7 @@ def start(context: JobContext, children: dict[int, int]) -> None:
     pid = os.fork()
     if pid == 0:  # the child: runs this one job, then leaves
         code = 1
+        gc.enable()
         try:
             devnull = os.open(os.devnull, os.O_RDONLY)
             os.dup2(devnull, 0)  # the job list is the runner's, not the job's

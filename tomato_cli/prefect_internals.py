@@ -12,7 +12,8 @@ tests/unit/test_prefect_internals.py and tests/integration/test_prefect_server.p
 | websockets pass the request limit | embedded server | ~90 running jobs hung the server |
 | server services switched off | embedded server | CPU per job |
 | no suspension observer per flow run | job runner | a thread and a websocket per job |
-| run an existing flow run in a thread | job runner | one process hosts several jobs |
+| API clients share one TLS context | job runner | ~3 MiB per job's process |
+| run an existing flow run | job's process | the daemon made the flow run |
 | drain logs and events within a bound, then exit | job runner | no runner waits for a gone server |
 | `prefect server start` in-process | embedded server | the two server fixes above |
 | worker heartbeat without a worker | daemon | the work pool shows Ready |
@@ -214,6 +215,53 @@ def skip_suspension_observer() -> None:
         "the flow engine no longer calls observe_flow_run_suspension as a module global",
     )
     engine.observe_flow_run_suspension = _no_suspension_observer  # type: ignore[assignment]
+
+
+def share_client_tls_context() -> None:
+    """Prefect's API clients in this process share one TLS context per CA file, built now.
+
+    Each client builds its own from the CA bundle, about 0.8 MiB of OpenSSL memory, and a
+    job's process makes four. Built once in the job runner before it forks, the context's
+    pages are shared by every job's process. Only Prefect's client module gets the shared
+    one, and it never changes a context built from a CA file (its insecure one, built
+    without, is still built each time).
+    """
+    check_version()
+    import ssl
+    import threading
+
+    import certifi
+    import prefect.client.orchestration as orchestration
+    from prefect.settings import PREFECT_API_SSL_CERT_FILE
+
+    for client in (orchestration.PrefectClient, orchestration.SyncPrefectClient):
+        _expect(
+            getattr(orchestration, "ssl", None) is ssl
+            and "ssl.create_default_context(cafile=cert_file)" in inspect.getsource(client),
+            f"{client.__name__} no longer builds its TLS context with ssl.create_default_context",
+        )
+    built: dict[str, ssl.SSLContext] = {}
+    lock = threading.Lock()
+
+    def create_default_context(
+        purpose: ssl.Purpose = ssl.Purpose.SERVER_AUTH,
+        *,
+        cafile: str | None = None,
+        capath: str | None = None,
+        cadata: str | bytes | None = None,
+    ) -> ssl.SSLContext:
+        if purpose is not ssl.Purpose.SERVER_AUTH or cafile is None or capath or cadata:
+            return ssl.create_default_context(purpose, cafile=cafile, capath=capath, cadata=cadata)
+        with lock:
+            if cafile not in built:
+                built[cafile] = ssl.create_default_context(purpose, cafile=cafile)
+            return built[cafile]
+
+    shared = types.ModuleType("ssl")  # the ssl module, but for create_default_context
+    shared.__dict__["__getattr__"] = lambda name: getattr(ssl, name)
+    shared.__dict__["create_default_context"] = create_default_context
+    orchestration.ssl = shared  # type: ignore[attr-defined]
+    create_default_context(cafile=PREFECT_API_SSL_CERT_FILE.value() or certifi.where())
 
 
 def run_existing_flow_run(flow: Any, flow_run: Any, parameters: dict[str, Any]) -> Any:

@@ -64,6 +64,36 @@ def test_suspension_observer_is_replaced() -> None:
     assert out.stdout.strip() == "ok", out.stderr
 
 
+def test_api_clients_share_one_tls_context() -> None:
+    out = run(
+        "import ssl\n"
+        "from tomato_cli import prefect_internals as i\n"
+        "i.share_client_tls_context()\n"
+        "from prefect.client.orchestration import PrefectClient, SyncPrefectClient\n"
+        "api = 'http://127.0.0.1:9/api'\n"
+        "clients = (PrefectClient, SyncPrefectClient)\n"
+        "pools = [c(api=api)._client._transport._pool for c in clients]\n"
+        "assert pools[0]._ssl_context is pools[1]._ssl_context\n"
+        "assert isinstance(pools[0]._ssl_context, ssl.SSLContext)\n"
+        "assert pools[0]._ssl_context.verify_mode == ssl.CERT_REQUIRED\n"
+        "import prefect.client.orchestration as o\n"
+        "assert o.ssl.create_default_context() is not o.ssl.create_default_context()\n"
+        "assert o.ssl.CERT_NONE is ssl.CERT_NONE\n"
+        "print('ok')"
+    )
+    assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_tls_sharing_guard_refuses_a_client_that_builds_its_context_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import inspect
+
+    monkeypatch.setattr(inspect, "getsource", lambda obj: "ctx = make_context()")
+    with pytest.raises(internals.PrefectInternalsChanged, match="TLS context"):
+        internals.share_client_tls_context()
+
+
 def test_server_adjustments_apply_to_the_installed_prefect() -> None:
     out = run(
         "from prefect.server.database import configurations as c\n"
