@@ -128,10 +128,18 @@ class JobLauncher:
         if not runner.ready.is_set() and code != 0:
             self.error = f"a job runner exited at start with code {code}: {self._last_words()}"
             log.error("%s", self.error)
-        with self.lock:  # jobs it died before forking end with it
-            for jobid in runner.jobs - self._pids.keys():
-                self._exits.setdefault(jobid, code if code != 0 else 1)
+        with self.lock:
+            self._unforked_end(runner)
         self.on_job_end()  # EOF: the runner is gone, and every job's process it forked
+
+    def _unforked_end(self, runner: JobRunner) -> None:
+        """Jobs a runner died before forking end with it (its pipe stays open while the
+        processes it did fork run on, so this is also checked at each ``reap``)."""
+        code = runner.proc.poll()
+        if code is None:
+            return
+        for jobid in runner.jobs - self._pids.keys():
+            self._exits.setdefault(jobid, code or 1)
 
     def _last_words(self) -> str:
         """What a runner said when it refused to start (``tomato: ...`` in its log)."""
@@ -209,13 +217,13 @@ class JobLauncher:
         return code or None
 
     def reap(self) -> None:
-        """Forget runners that have exited (their exit code is collected by poll); retire
-        runners idle for ``IDLE_RETIRE_S`` unless ``warm()``."""
+        """End the jobs of runners that died before forking them; retire runners idle for
+        ``IDLE_RETIRE_S`` unless ``warm()``."""
         warm = self.warm()
         with self.lock:
             idle_before = time.monotonic() - IDLE_RETIRE_S
             for runner in self.runners:
-                runner.proc.poll()
+                self._unforked_end(runner)
                 idle = not runner.jobs and not runner.retired and runner.idle_since < idle_before
                 if idle and not warm:
                     self._retire(runner)
