@@ -14,7 +14,7 @@ tests/unit/test_prefect_internals.py and tests/integration/test_prefect_server.p
 | no suspension observer per flow run | job runner | a thread and a websocket per job |
 | API clients share one TLS context | job runner | ~3 MiB per job's process |
 | run an existing flow run | job's process | the daemon made the flow run |
-| drain logs and events within a bound, then exit | job runner | no runner waits for a gone server |
+| drain logs and events within a bound, then exit | job's process | none waits for a gone server |
 | `prefect server start` in-process | embedded server | the two server fixes above |
 | worker heartbeat without a worker | daemon | the work pool shows Ready |
 """

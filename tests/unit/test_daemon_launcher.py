@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -47,17 +48,19 @@ START_S = 30.0
 
 
 class Context:
-    """The part of a job context the launcher uses: it only serializes it."""
+    """The part of a job context the launcher uses: it serializes it, and keeps the job's
+    folder (where a forked job's pid is written)."""
 
-    def __init__(self, jobid: int) -> None:
+    def __init__(self, jobid: int, jobdir: Path) -> None:
         self.jobid = jobid
+        self.job = types.SimpleNamespace(jobpath=str(jobdir))
 
     def model_dump_json(self) -> str:
         return f'{{"jobid": {self.jobid}}}'
 
 
-def _context(jobid: int) -> Any:
-    return Context(jobid)
+def _context(jobid: int, root: Path | None = None) -> Any:
+    return Context(jobid, (root or Path("/nonexistent")) / str(jobid))
 
 
 def launcher(tmp_path: Path, code: str) -> JobLauncher:
@@ -125,9 +128,9 @@ def test_each_job_has_its_pid_and_its_exit_code(tmp_path: Path, cleanup: list[Jo
     ended: list[int] = []
     jobs.on_job_pid = lambda jobid, pid: pids.__setitem__(jobid, pid)
     jobs.on_job_end = lambda: ended.append(1)
-    first = jobs.launch(_context(1))  # None if the runner was not ready yet
-    assert first in (None, 4001)
-    assert jobs.launch(_context(2)) in (None, 4002)
+    runner_pid = jobs.launch(_context(1))
+    assert jobs.launch(_context(2)) == runner_pid  # the runner's, until it has forked
+    assert runner_pid == jobs.runners[0].pid
     deadline = time.monotonic() + START_S
     while len(ended) < 3 and time.monotonic() < deadline:  # done 2, exit 1, exit 2
         time.sleep(0.05)
@@ -136,8 +139,8 @@ def test_each_job_has_its_pid_and_its_exit_code(tmp_path: Path, cleanup: list[Jo
     assert jobs.exit_code(2) is None  # exited 0: nothing to report
     assert jobs.exited(1) and jobs.exited(2)
     assert not jobs.said_done(1) and jobs.said_done(2)
-    assert jobs.runners[0].jobs == set()
-    jobs.forget_done(keep={1})
+    assert jobs.runners[0].jobs == {}
+    jobs.forget_ended(live={1})
     assert jobs.exit_code(1) == -9 and not jobs.said_done(2)
 
 
@@ -155,17 +158,48 @@ def test_a_runner_is_kept_warm_only_while_asked(tmp_path: Path, cleanup: list[Jo
     assert len(jobs.runners) == 1  # one is enough
 
 
-def test_jobs_a_runner_died_before_forking_have_exited(
+def test_a_job_a_runner_died_before_forking_ends_with_the_reason(
     tmp_path: Path, cleanup: list[JobLauncher]
 ) -> None:
     jobs = launcher(tmp_path, STUCK)
     cleanup.append(jobs)
     ended = threading.Event()
     jobs.on_job_end = ended.set
-    assert jobs.launch(_context(3)) is None  # STUCK never forks: no pid
+    jobs.launch(_context(3, tmp_path))  # STUCK never forks
     runner = jobs.runners[0]
     assert runner.ready.wait(START_S)
     assert not jobs.exited(3)
     runner.proc.kill()
     assert ended.wait(START_S)
     assert jobs.exited(3) and jobs.exit_code(3) == -9  # the runner's code stands for it
+    why = jobs.unforked(3)
+    assert why is not None and f"job runner (pid {runner.pid})" in why and "before" in why
+
+
+# forks job 5 (its pid in its folder, as flows.runner writes it) and dies before saying so
+DIES_AFTER_FORK = """
+import json, sys, time
+from pathlib import Path
+print("ready", flush=True)
+job = json.loads(sys.stdin.readline())
+Path(sys.argv[1]).mkdir(parents=True, exist_ok=True)
+(Path(sys.argv[1]) / "pid").write_text("4242")
+raise SystemExit(9)
+"""
+
+
+def test_a_job_forked_before_its_runner_died_is_not_taken_for_unforked(
+    tmp_path: Path, cleanup: list[JobLauncher]
+) -> None:
+    jobs = launcher(tmp_path, DIES_AFTER_FORK)
+    jobs.command.append(str(tmp_path / "5"))
+    cleanup.append(jobs)
+    ended = threading.Event()
+    jobs.on_job_end = ended.set
+    jobs.launch(_context(5, tmp_path))
+    assert ended.wait(START_S)  # the runner's pipe closed
+    jobs.reap()
+    assert not jobs.exited(5) and jobs.unforked(5) is None  # its pid decides, not the runner
+    assert 5 in jobs.runners[0].jobs  # still followed, so that a stop does not kill it
+    jobs.forget_ended(live=set())
+    assert jobs.runners[0].jobs == {}

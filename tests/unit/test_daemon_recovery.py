@@ -30,14 +30,17 @@ class SaidDone:
     def reap(self) -> None:
         pass
 
-    def forget_done(self, keep: set[int]) -> None:
-        self.done &= keep
+    def forget_ended(self, live: set[int]) -> None:
+        self.done &= live
 
     def said_done(self, jobid: int) -> bool:
         return jobid in self.done
 
     def exited(self, jobid: int) -> bool:
         return False  # the job's process lives on
+
+    def unforked(self, jobid: int) -> str | None:
+        return None
 
     def exit_code(self, jobid: int) -> int | None:
         return None
@@ -127,3 +130,51 @@ def test_a_final_word_counts_over_the_runners_done(
     _recovery(store, lifecycle, SaidDone({job.id})).check_live_jobs()
     ended = store.job(job.id)
     assert ended is not None and ended.status == "c" and ended.error is None
+
+
+class Exited(SaidDone):
+    """A launcher whose runner reported jobs' processes exited with these codes."""
+
+    def __init__(self, codes: dict[int, int], unforked: dict[int, str] | None = None) -> None:
+        super().__init__(set())
+        self.codes = codes
+        self.never = unforked or {}
+
+    def exited(self, jobid: int) -> bool:
+        return jobid in self.codes
+
+    def exit_code(self, jobid: int) -> int | None:
+        return self.codes.get(jobid) or None
+
+    def unforked(self, jobid: int) -> str | None:
+        return self.never.get(jobid)
+
+
+def test_a_killed_jobs_process_ends_it_ce_with_the_signal_in_its_error_and_log(
+    world: tuple[StateStore, JobLifecycle], tmp_path: Path
+) -> None:
+    store, lifecycle = world
+    killed = _running_job(store, lifecycle, tmp_path)
+    segv = _running_job(store, lifecycle, tmp_path)
+    running = _running_job(store, lifecycle, tmp_path)
+    (Path(killed.jobpath or "") / "pid").write_text(str(os.getpid()))  # as the runner does
+    _recovery(store, lifecycle, Exited({killed.id: -9, segv.id: -11})).check_live_jobs()
+    for job, says in ((killed, "killed by signal 9 (SIGKILL)"), (segv, "(SIGSEGV)")):
+        ended = store.job(job.id)
+        assert ended is not None and ended.status == "ce"
+        assert ended.error is not None and says in ended.error
+        assert says in (Path(job.jobpath or "") / "job.log").read_text()
+    ended = store.job(killed.id)
+    assert ended is not None and f"(pid {os.getpid()})" in (ended.error or "")  # its own pid
+    assert store.job_status(running.id) == "r"
+
+
+def test_a_job_its_runner_never_forked_says_so(
+    world: tuple[StateStore, JobLifecycle], tmp_path: Path
+) -> None:
+    store, lifecycle = world
+    job = _running_job(store, lifecycle, tmp_path)
+    why = "its job runner (pid 77) exited with code 3 before starting it"
+    _recovery(store, lifecycle, Exited({job.id: 3}, {job.id: why})).check_live_jobs()
+    ended = store.job(job.id)
+    assert ended is not None and ended.status == "ce" and ended.error == why

@@ -136,5 +136,9 @@ def test_a_stop_condition_ends_the_task_on_the_sample_that_meets_it() -> None:
     assert status["error"] is None and not status["stopped"]
     assert status["condition"]["text"] == "val >= 1" and status["condition"]["value"] == 1
     uts, rows = runner.drain()
-    assert [row["val"] for row in rows] == [0] * 99 + [1]
+    # 0 on every sample before it, 1 on the last: the task ended on the first sample that
+    # met it. How many came before depends on the slots a busy machine made the sampler
+    # skip (its catch-up rule), 99 on an idle one.
+    assert len(rows) > 1
+    assert [row["val"] for row in rows] == [0] * (len(rows) - 1) + [1]
     assert status["condition"]["uts"] == uts[-1]

@@ -131,7 +131,7 @@ class Daemon:
         return any(pip.ready for pip in self.store.pipelines().values())
 
     def _job_pid(self, jobid: int, pid: int) -> None:
-        """The job's own process was forked: its pid replaces the runner's."""
+        """The job's own process was forked: its pid replaces its runner's."""
         with self.lock:
             job = self.store.job(jobid)
             if job is not None and job.status not in FINAL_STATUSES and job.pid != pid:

@@ -107,7 +107,7 @@ class Gate:
         self.lock = lock  # the daemon's decision lock
         self.caps = caps
         self.slots = slots
-        self.launch = launch  # hands the job to a job runner; returns its process id
+        self.launch = launch  # hands the job to a job runner; returns the runner's pid
         self.paused = False  # set while the daemon stops
         self.waiting_for_slot: dict[int, str] = {}  # job id -> why it has not started
         self._wake = threading.Event()
@@ -187,4 +187,4 @@ class Gate:
             job.pid = self.launch(job)
             self.store.save_job(job)
         how = "" if lease is not None else " outside Prefect's engine (Prefect is away)"
-        log.info("job %s started on %s%s (pid %s)", job.id, pip.name, how, job.pid or "to come")
+        log.info("job %s started on %s%s (runner pid %s)", job.id, pip.name, how, job.pid)

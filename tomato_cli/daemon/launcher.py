@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tomato_cli.models.context import JobContext
+from tomato_cli.models.job import read_pid
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +32,6 @@ IDLE_RETIRE_S = 600.0  # while not warm(), a runner without jobs for this long e
 # At stop, a runner's last flow run reports its end and its logs reach Prefect: about a
 # second; 30 s leaves room for a busy machine before the runner is killed.
 RUNNER_EXIT_S = 30.0
-# A ready runner forks a job in milliseconds; the gate waits this long at most for the pid
-FORK_WAIT_S = 5.0
 
 
 @dataclass
@@ -40,7 +39,7 @@ class JobRunner:
     """One job runner process, as the launcher sees it."""
 
     proc: subprocess.Popen
-    jobs: set[int] = field(default_factory=set)  # handed to it, and not exited yet
+    jobs: dict[int, Path] = field(default_factory=dict)  # handed to it, not exited: folders
     served: int = 0
     ready: threading.Event = field(default_factory=threading.Event)
     retired: bool = False
@@ -70,10 +69,10 @@ class JobLauncher:
         self._said_done: set[int] = set()  # jobs whose process is through with them
         self._pids: dict[int, int] = {}  # jobs' own processes, as their runner forked them
         self._exits: dict[int, int] = {}  # jobs' processes that exited, and their codes
+        self._unforked: dict[int, str] = {}  # jobs whose runner died first: why
         self.env = env
         self.max_jobs = max_jobs
         self.lock = threading.Lock()
-        self._forked = threading.Condition(self.lock)
         self.warm = warm  # else runners start for queued jobs and retire when idle
         self.runners: list[JobRunner] = []
         self.error: str | None = None  # why the last runner could not start
@@ -102,28 +101,11 @@ class JobLauncher:
     def _listen(self, runner: JobRunner) -> None:
         assert runner.proc.stdout is not None
         for raw in runner.proc.stdout:
-            words = raw.decode(errors="replace").split()
-            if words == ["ready"]:
-                runner.ready.set()
-            elif len(words) == 3 and words[0] == "started":
-                with self.lock:
-                    self._pids[int(words[1])] = int(words[2])
-                    self._forked.notify_all()
-                self.on_job_pid(int(words[1]), int(words[2]))
-            elif len(words) == 2 and words[0] == "done":
-                with self.lock:
-                    self._said_done.add(int(words[1]))
-                self.on_job_end()
-            elif len(words) == 3 and words[0] == "exit":
-                jobid, code = int(words[1]), int(words[2])
-                with self.lock:
-                    runner.jobs.discard(jobid)
-                    self._exits[jobid] = code
-                    if not runner.jobs:
-                        runner.idle_since = time.monotonic()
-                    if runner.served >= self.max_jobs and not runner.jobs:
-                        self._retire(runner)
-                self.on_job_end()
+            line = raw.decode(errors="replace").strip()
+            try:
+                self._heard(runner, line.split())
+            except ValueError:
+                log.warning("job runner %s said what is not understood: %r", runner.pid, line)
         code = runner.proc.wait()
         if not runner.ready.is_set() and code != 0:
             self.error = f"a job runner exited at start with code {code}: {self._last_words()}"
@@ -132,14 +114,43 @@ class JobLauncher:
             self._unforked_end(runner)
         self.on_job_end()  # EOF: the runner is gone, and every job's process it forked
 
+    def _heard(self, runner: JobRunner, words: list[str]) -> None:
+        match words:
+            case ["ready"]:
+                runner.ready.set()
+            case ["started", jobid, pid]:
+                with self.lock:
+                    self._pids[int(jobid)] = int(pid)
+                self.on_job_pid(int(jobid), int(pid))
+            case ["done", jobid]:
+                with self.lock:
+                    self._said_done.add(int(jobid))
+                self.on_job_end()
+            case ["exit", jobid, code]:
+                with self.lock:
+                    runner.jobs.pop(int(jobid), None)
+                    self._exits[int(jobid)] = int(code)
+                    if not runner.jobs:
+                        runner.idle_since = time.monotonic()
+                self.on_job_end()
+            case _:
+                raise ValueError(words)
+
     def _unforked_end(self, runner: JobRunner) -> None:
-        """Jobs a runner died before forking end with it (its pipe stays open while the
-        processes it did fork run on, so this is also checked at each ``reap``)."""
+        """The jobs a dead runner did not fork end with it; those it forked are followed
+        by their pids (and leave ``jobs`` once they have ended: ``forget_ended``). Its pipe
+        stays open while the processes it forked run on, so this is also looked at in
+        every ``reap``."""
         code = runner.proc.poll()
         if code is None:
             return
-        for jobid in runner.jobs - self._pids.keys():
-            self._exits.setdefault(jobid, code or 1)
+        for jobid, jobdir in list(runner.jobs.items()):
+            if jobid in self._pids or read_pid(jobdir) is not None:
+                continue  # forked: its process, alive or not, tells
+            del runner.jobs[jobid]
+            self._exits[jobid] = code or 1
+            why = f"its job runner (pid {runner.pid}) exited with code {code} before starting it"
+            self._unforked[jobid] = f"{why}: {self.error}" if self.error else why
 
     def _last_words(self) -> str:
         """What a runner said when it refused to start (``tomato: ...`` in its log)."""
@@ -164,9 +175,9 @@ class JobLauncher:
             if warm and not any(self._free(r) for r in self.runners):
                 self._spawn()
 
-    def launch(self, context: JobContext) -> int | None:
-        """Hand a job to a runner (a new one if none is free); returns the pid of the job's
-        process, or None if the runner is still starting: ``on_job_pid`` gives it later."""
+    def launch(self, context: JobContext) -> int:
+        """Hand a job to a runner (a new one if none is free); returns the runner's pid,
+        which stands for the job's until the runner has forked it (``on_job_pid``)."""
         jobid = context.jobid
         line = (context.model_dump_json() + "\n").encode()
         while True:
@@ -175,40 +186,46 @@ class JobLauncher:
                     raise RuntimeError("the daemon is stopping: no job starts")
                 free = [r for r in self.runners if self._free(r)]
                 runner = min(free, key=lambda r: not r.ready.is_set()) if free else self._spawn()
-                runner.jobs.add(jobid)
+                runner.jobs[jobid] = Path(context.job.jobpath)
                 runner.served += 1
                 try:
                     assert runner.proc.stdin is not None
                     runner.proc.stdin.write(line)
                     runner.proc.stdin.flush()
                 except (BrokenPipeError, OSError):
-                    runner.jobs.discard(jobid)
+                    runner.jobs.pop(jobid, None)
                     runner.retired = True
                     continue
                 if runner.served >= self.max_jobs:
                     self._retire(runner)
-                if runner.ready.is_set():  # a fork takes milliseconds
-                    self._forked.wait_for(lambda: jobid in self._pids, FORK_WAIT_S)
-                pid = self._pids.get(jobid)
             threading.Thread(target=self.fill, daemon=True).start()
-            return pid
+            return runner.pid
 
     def said_done(self, jobid: int) -> bool:
         """Whether the job's process said it is through with the job (its flow returned)."""
         with self.lock:
             return jobid in self._said_done
 
-    def forget_done(self, keep: set[int]) -> None:
-        """Forget what was said of jobs other than ``keep`` (the live ones)."""
+    def forget_ended(self, live: set[int]) -> None:
+        """Forget what is known of jobs other than the ``live`` ones."""
         with self.lock:
-            self._said_done &= keep
-            self._pids = {j: p for j, p in self._pids.items() if j in keep}
-            self._exits = {j: c for j, c in self._exits.items() if j in keep}
+            self._said_done &= live
+            self._pids = {j: p for j, p in self._pids.items() if j in live}
+            self._exits = {j: c for j, c in self._exits.items() if j in live}
+            self._unforked = {j: w for j, w in self._unforked.items() if j in live}
+            for runner in self.runners:
+                if not runner.alive():  # no "exit" comes for what it forked
+                    runner.jobs = {j: d for j, d in runner.jobs.items() if j in live}
 
     def exited(self, jobid: int) -> bool:
         """Whether the job's process has exited (or its runner died before forking it)."""
         with self.lock:
             return jobid in self._exits
+
+    def unforked(self, jobid: int) -> str | None:
+        """Why the job never had a process of its own, if its runner died first."""
+        with self.lock:
+            return self._unforked.get(jobid)
 
     def exit_code(self, jobid: int) -> int | None:
         """The code the job's process exited with, if not 0 (< 0: killed by that signal)."""
@@ -250,20 +267,39 @@ class JobLauncher:
             self.closed = True
             for runner in self.runners:
                 self._retire(runner)
-            ending = [r for r in self.runners if not r.jobs & keep]
+            ending = [r for r in self.runners if not r.jobs.keys() & keep]
         deadline = time.monotonic() + timeout
         for runner in ending:
             try:
                 runner.proc.wait(max(0.0, deadline - time.monotonic()))
+                if runner.proc.returncode == 0:
+                    continue  # it exited after its jobs' processes, as it should
+                # it died: the processes it forked may be left; wait for them as well
+                while _group_alive(runner.pid) and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                if not _group_alive(runner.pid):
+                    continue
             except subprocess.TimeoutExpired:
-                log.warning(
-                    "job runner %s still there %.0f s after the stop: killed, with the "
-                    "processes of its jobs",
-                    runner.pid,
-                    timeout,
-                )
-                try:
-                    os.killpg(runner.pid, signal.SIGKILL)  # its own session: it and its jobs'
-                except ProcessLookupError:
-                    pass
-                runner.proc.wait()
+                pass
+            log.warning(
+                "job runner %s or its jobs' processes still there %.0f s after the stop: killed",
+                runner.pid,
+                timeout,
+            )
+            try:
+                os.killpg(runner.pid, signal.SIGKILL)  # its own session: it and its jobs'
+            except ProcessLookupError:
+                pass
+            runner.proc.wait()
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of the group is left (a runner's group is its session: the
+    runner and the processes it forked; Linux reuses no pid still in use as a group id)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

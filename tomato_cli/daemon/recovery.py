@@ -25,7 +25,7 @@ from tomato_cli.daemon.lifecycle import Cause, JobLifecycle
 from tomato_cli.daemon.state import StateStore
 from tomato_cli.models import FINAL_STATUSES, LIVE_STATUSES, Job
 from tomato_cli.models.context import JobContext
-from tomato_cli.models.job import FINAL_FILE, read_final
+from tomato_cli.models.job import FINAL_FILE, read_final, read_pid
 from tomato_cli.processes import alive
 from tomato_cli.rpc import Unreachable
 
@@ -84,12 +84,13 @@ class Recovery:
         """Live jobs whose process is gone are ended: by their own last word, or as ce."""
         self.launcher.reap()
         refs = self.store.job_refs(LIVE_STATUSES)
-        self.launcher.forget_done({ref.id for ref in refs})
+        self.launcher.forget_ended({ref.id for ref in refs})
         for ref in refs:
             # its process may be gone before the runner reaped it: its final word counts too
             ended = ref.jobpath is not None and (Path(ref.jobpath) / FINAL_FILE).exists()
+            pid = self._pid(ref.jobpath, ref.pid)
             gone = (
-                bool(ref.pid and not alive(ref.pid))
+                bool(pid and not alive(pid))
                 or self.launcher.said_done(ref.id)
                 or self.launcher.exited(ref.id)
             )
@@ -97,6 +98,12 @@ class Recovery:
                 job = self.store.job(ref.id)
                 if job is not None:
                     self._recover(job)
+
+    @staticmethod
+    def _pid(jobpath: str | None, stored: int | None) -> int | None:
+        """The job's own process, from its folder (a daemon restarted before the runner
+        told it the pid finds it there); else the stored one (its runner's, until then)."""
+        return (read_pid(Path(jobpath)) if jobpath else None) or stored
 
     def _recover(self, job: Job) -> None:
         final = read_final(Path(job.jobpath))
@@ -114,13 +121,16 @@ class Recovery:
                 error = final.get("error")
                 self.lifecycle.move(fresh, final["status"], Cause.RECOVERY, error=error)
                 return
-            if self.launcher.said_done(job.id) and code is None:
+            pid = self._pid(job.jobpath, job.pid)
+            if unforked := self.launcher.unforked(job.id):
+                why = unforked
+            elif self.launcher.said_done(job.id) and code is None:
                 why = (
-                    f"the job's process (pid {job.pid}) ended the job without its final word;"
+                    f"the job's process (pid {pid}) ended the job without its final word;"
                     f" see {RUNNER_LOG} in the logdir"
                 )
             else:
-                why = f"the job's process (pid {job.pid}) died"
+                why = f"the job's process (pid {pid}) died"
                 if code is not None and code < 0:
                     why += f", killed by signal {-code} ({signal_name(-code)})"
                 elif code is not None:

@@ -26,6 +26,9 @@ FINAL_FILE: Final = "final.json"
 CANCEL_FILE: Final = "cancel"
 # the daemon asks the job to pause while this file exists
 PAUSE_FILE: Final = "pause"
+# the pid of the job's own process, written by the job runner as it forks it (and by the
+# process itself): a daemon restarted before the runner told it finds the process here
+PID_FILE: Final = "pid"
 # the conditions (stop_when, end_when) met so far, written by the job's flow as they are met
 CONDITIONS_FILE: Final = "conditions.json"
 
@@ -115,6 +118,20 @@ def read_cancel(jobdir: Path) -> tuple[str, str] | None:
         return str(data["status"]), str(data["reason"])
     except (ValueError, KeyError, TypeError):
         return "cd", text.strip() or "cancelled"  # a cancel file of an older version
+
+
+def write_pid(jobdir: Path, pid: int) -> None:
+    partial = jobdir / f"{PID_FILE}.{os.getpid()}.partial"  # the runner and the child both
+    partial.write_text(str(pid))
+    os.replace(partial, jobdir / PID_FILE)
+
+
+def read_pid(jobdir: Path) -> int | None:
+    """The pid of the job's own process, if it was forked."""
+    try:
+        return int((jobdir / PID_FILE).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def read_final(jobdir: Path) -> dict[str, Any] | None:

@@ -29,7 +29,7 @@ from tomato_cli.models.files import format_error, one_line, read_text
 from tomato_cli.paths import SETTINGS_FILE as SETTINGS_FILE  # re-exported
 
 # keys that earlier versions of ours wrote and that are dropped without a warning
-_SILENT = frozenset({"prefect.ui"})
+_SILENT = frozenset({"prefect.ui", "jobs.per_runner"})
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 _HOST_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,63}$")
 
@@ -39,13 +39,14 @@ class JobsSettings(BaseModel):
 
     A runner forks up to ``runner_max_jobs`` jobs before it is replaced. ``warm_runner``:
     keep one imported and waiting (about 100 MiB, a few seconds to start) always (true),
-    only once a job is queued (false), or while a pipeline is ready (not set).
+    only once a job is queued (false), or while a pipeline is ready (not set); one that
+    is not wanted any more exits after 10 minutes without a job.
     ``per_runner`` of earlier versions is read and ignored: every job has its own process.
     """
 
     model_config = ConfigDict(extra="ignore")
     storage: Path
-    runner_max_jobs: int = Field(default=100, ge=1)
+    runner_max_jobs: int = Field(default=1000, ge=1)
     warm_runner: bool | None = None
 
 
