@@ -98,9 +98,19 @@ def test_stop_cancelling_a_job_leaves_nothing(rig: Tomato, tmp_path: Path) -> No
     no_runner_was_killed(rig)
 
 
+def test_a_runner_is_warm_only_once_a_pipeline_is_ready(rig: Tomato) -> None:
+    """An idle instance pays for no job runner (about 100 MiB); a ready pipeline gets one
+    imported ahead of its first job."""
+    rig.wait_prefect()  # the daemon is all up: a runner it wanted would exist by now
+    assert runners(rig) == []
+    rig.prepare("pip-counter-1", "warm")
+    eventually(lambda: runners(rig), timeout=RUNNER_GONE_S, what="a runner for the ready pipeline")
+
+
 def test_a_runner_does_not_outlive_a_killed_daemon(rig: Tomato) -> None:
     """A daemon killed outright leaves its drivers and Prefect server to the next start
     (docs/usage.md, Stopping and faults), but not an idle runner: its control pipe closes."""
+    rig.prepare("pip-counter-1", "warm")  # a runner is kept warm while a pipeline is ready
     warm = eventually(lambda: runners(rig), timeout=RUNNER_GONE_S, what="a warm job runner")
     os.kill(rig.ok("tomato", "status")["pid"], signal.SIGKILL)
     eventually(lambda: not alive(warm), timeout=RUNNER_GONE_S, what="no runner left")
