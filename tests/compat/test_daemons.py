@@ -83,10 +83,11 @@ def ran(worlds: dict[str, World], checkout: Path) -> dict[Path, dict]:
 
 
 def test_started_on_a_22_settings_file_from_a_driver_checkout(
-    worlds: dict[str, World], checkout: Path
+    worlds: dict[str, World], checkout: Path, ran: dict[Path, dict]
 ) -> None:
     """2.2's settings file is accepted as it is, unused keys warned about in one line;
-    every process of ours runs from the checkout without importing its packages."""
+    every process of ours runs from the checkout without importing its packages (after
+    jobs ran: a job runner is started for ready pipelines and queued jobs only)."""
     ours = worlds["ours"]
     warnings = [line for line in ours.started.err.splitlines() if line.strip()]
     assert warnings == [
