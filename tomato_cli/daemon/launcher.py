@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tomato_cli.models.context import JobContext
-from tomato_cli.models.job import read_pid
+from tomato_cli.models.job import PID_FILE, read_pid
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +180,10 @@ class JobLauncher:
         which stands for the job's until the runner has forked it (``on_job_pid``)."""
         jobid = context.jobid
         line = (context.model_dump_json() + "\n").encode()
+        try:  # a pid left from an earlier start of the job is not this start's
+            (Path(context.job.jobpath) / PID_FILE).unlink(missing_ok=True)
+        except OSError:
+            pass
         while True:
             with self.lock:
                 if self.closed:
