@@ -171,9 +171,12 @@ class JobRun:
                 if pause and self.resumed.is_set():
                     self._paused_at = time.time()
                     self.resumed.clear()
+                    log.info("job %s: paused", self.job.id)
                 elif not pause and not self.resumed.is_set():
-                    self.paused_s += time.time() - self._paused_at
+                    paused_s = time.time() - self._paused_at
+                    self.paused_s += paused_s
                     self.resumed.set()
+                    log.info("job %s: resumed after %.3g s paused", self.job.id, paused_s)
                 self.steps_done.wait(MAILBOX_POLL_S)
 
         threading.Thread(target=loop, name="mailbox-watch", daemon=True).start()

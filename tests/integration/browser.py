@@ -69,6 +69,7 @@ return {complete: img.complete, width: img.naturalWidth, height: img.naturalHeig
 def wait_for_image(driver: Any, src_part: str, timeout: float = 60) -> tuple[Any, dict]:
     """The first image whose address contains ``src_part`` once it has rendered, and its
     natural size (a broken image has none)."""
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -76,7 +77,14 @@ def wait_for_image(driver: Any, src_part: str, timeout: float = 60) -> tuple[Any
         state = d.execute_script(RENDERED_IMAGE, src_part)
         return state if state and state["complete"] and state["width"] > 0 else False
 
-    state = WebDriverWait(driver, timeout, poll_frequency=0.5).until(rendered)
+    try:
+        state = WebDriverWait(driver, timeout, poll_frequency=0.5).until(rendered)
+    except TimeoutException:
+        images = driver.execute_script("return Array.from(document.images).map(i => i.src)")
+        raise AssertionError(
+            f"no rendered image with {src_part!r} within {timeout} s on {driver.current_url};"
+            f" images: {images}; text: {driver.find_element(By.TAG_NAME, 'body').text[:2000]!r}"
+        ) from None
     return driver.find_element(By.CSS_SELECTOR, f'img[src*="{src_part}"]'), state
 
 

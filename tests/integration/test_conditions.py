@@ -191,11 +191,12 @@ def test_a_job_level_limit_ends_a_paused_job(lab: Tomato) -> None:
     kept = wait_stored(lab, jobid, 5)
     lab.ok("ketchup", "pause", str(jobid))
     # rp may last less than a poll of `ketchup status` on a busy machine: the job's own log
-    # says that it paused, and that the limit ended it after that
+    # says that it paused, and that the limit ended it after that (the limit may be seen
+    # before the running step notices the pause, so the job's line, not the step's)
     done = lab.wait_job(jobid, timeout=60)
     assert done["status"] == "c", done
     log = (Path(done["jobpath"]) / "job.log").read_text()
-    paused = log.index("counter: paused after")
+    paused = log.index(f"job {jobid}: paused")
     assert paused < log.index("condition 'psutil.mem_total > 1 kB' met"), log
     _, val = values(done["respath"])
     assert len(val) >= kept, "every sample is kept"

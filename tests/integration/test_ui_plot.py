@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import httpx
+
 from tests.integration import browser
-from tests.integration.harness import Tomato, counter_payload
+from tests.integration.harness import Tomato, counter_payload, eventually
 from tests.skips import system_mark
 from tomato_cli import plots
 
@@ -21,6 +23,14 @@ def test_flow_run_page_shows_the_live_plot_and_it_changes(lab: Tomato, tmp_path:
     job = lab.wait_job(jobid, ("r",))
     ui = lab.ok("tomato", "status")["prefect"]["ui_url"]
     image = f"/plot/{jobid}.svg?run={job['flow_run_id']}"
+    # the job makes its plot artifact in the background, after it is running: a page opened
+    # before that lists no artifact (a user would reload)
+    key = {"artifacts": {"key": {"any_": [f"tomato-job-{jobid}-plot"]}}}
+    eventually(
+        lambda: httpx.post(f"{lab.api_url}/artifacts/filter", json=key).json(),
+        60,
+        "the job's plot artifact exists",
+    )
     try:
         with browser.chromium() as driver:
             # the default UI (v2): the flow run's Artifacts tab shows the plot in its card
