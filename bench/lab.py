@@ -1,5 +1,5 @@
-"""Scenario i: a lab host (a daemon using the lab's Prefect server on PostgreSQL) against
-tomato 2.2: start until usable, and memory and CPU once idle.
+"""Scenario j, its lab host part: a lab host (a daemon using the lab's Prefect server on
+PostgreSQL) against tomato 2.2: start until usable, and memory and CPU once idle.
 
 The lab server (``tomato lab-server``) is started once for the scenario, in a world folder of
 its own, and is not counted in the host's memory: it is shared by the lab. Its own memory is
@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from bench.core import DEVICES
-from bench.processes import cpu_percent, kill_world, memory
+from bench.processes import cpu_percent, cpu_seconds, kill_world, memory
 from bench.stats import Row, row
 from bench.world import OURS_BIN, TMP_PREFIX, World, free_port, log
 from tomato_cli.models import load_settings, write_settings
@@ -93,6 +93,7 @@ def measure(world: World, m: dict[str, list[float]], idle_window: float) -> None
     m["start_cmd"].append(world.start())
     world.wait_usable()
     m["usable"].append(time.monotonic() - t0)
+    m.setdefault("start_cpu", []).append(cpu_seconds(world.root))
     time.sleep(5)
     idle = memory(world.root)
     m["nproc"].append(idle.nproc)
@@ -102,7 +103,8 @@ def measure(world: World, m: dict[str, list[float]], idle_window: float) -> None
     m["cpu"].append(cpu_percent(world.root, idle_window))
     m.setdefault("kinds", []).append(idle.by_kind)  # type: ignore[arg-type]
     log(
-        f"i {world.kind}: start {m['start_cmd'][-1]:.2f} s, usable {m['usable'][-1]:.2f} s, "
+        f"j {world.kind}: start {m['start_cmd'][-1]:.2f} s, usable {m['usable'][-1]:.2f} s "
+        f"({m['start_cpu'][-1]:.1f} CPU-s), "
         f"{idle.nproc} procs, RSS {idle.rss:.0f} MiB, USS {idle.uss:.0f} MiB, "
         f"by kind {idle.by_kind}, CPU {m['cpu'][-1]:.1f} %"
     )
@@ -119,7 +121,7 @@ def scenario_j(kinds: list[str], repeats: int, quick: bool, notes: list[str]) ->
         if "ours" in kinds:
             t0 = time.monotonic()
             lab.start(free_port(), free_port())
-            log(f"i: lab server healthy in {time.monotonic() - t0:.1f} s at {lab.data['api_url']}")
+            log(f"j: lab server healthy in {time.monotonic() - t0:.1f} s at {lab.data['api_url']}")
         for _ in range(repeats):
             for kind in kinds:
                 world = lab_host(lab) if kind == "ours" else World(kind)
@@ -152,6 +154,13 @@ def scenario_j(kinds: list[str], repeats: int, quick: bool, notes: list[str]) ->
             o.get("usable"),
             t.get("usable"),
             note="ours: drivers up + lab Prefect healthy + work pool; 2.2: driver connected",
+        ),
+        row(
+            "j",
+            "lab host: CPU time of its processes until usable (CPU-s)",
+            o.get("start_cpu"),
+            t.get("start_cpu"),
+            note="less sensitive to the machine's load than the wall time",
         ),
         row("j", "lab host idle: processes", o.get("nproc"), t.get("nproc"), fmt="{:.0f}"),
         row("j", "lab host idle: RSS (MiB)", o.get("rss"), t.get("rss"), fmt="{:.0f}"),

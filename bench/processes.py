@@ -109,6 +109,19 @@ def memory(root: Path) -> Usage:
     return Usage(len(procs), rss / mib, pss / mib if have_pss else None, uss / mib, by_kind)
 
 
+def cpu_seconds(root: Path) -> float:
+    """CPU time used so far by the world's processes, with that of their children that have
+    exited and been waited for (a forked helper, for one)."""
+    total = 0.0
+    for proc in world_processes(root):
+        try:
+            c = proc.cpu_times()
+            total += c.user + c.system + c.children_user + c.children_system
+        except psutil.Error:
+            pass
+    return total
+
+
 def cpu_percent(root: Path, seconds: float) -> float:
     """CPU of all processes of the world over ``seconds`` (100 = one core busy)."""
     procs = world_processes(root)

@@ -5,8 +5,9 @@
 Scenarios (see bench/README.md): a start/stop, b one job's latency, c throughput,
 d sampling fidelity, e memory and CPU, f snapshot/NetCDF time vs stored samples,
 g 160 pipelines at once (ours only), h long job memory (ours only), i 1000-point
-traces: a 10 s job at 0.1 s and the store's append cost with traces, j a lab host using a
-lab Prefect server on PostgreSQL: start until usable and idle memory, k two lab hosts with
+traces: a 10 s job at 0.1 s and the store's append cost with traces, j start until usable
+and idle memory of the default single host (embedded Prefect server; and the floor, a bare
+prefect server) and of a lab host using a lab Prefect server on PostgreSQL, k two lab hosts with
 half of --channels pipelines each running lab-wide jobs on one lab server, l periodic
 snapshots through Prefect automations: CPU per snapshot and lag.
 The table is printed and, unless --no-docs, written into docs/benchmarks.md.
@@ -107,7 +108,7 @@ def write_docs(rows: list[Row], command: str, started: str, took: float, notes: 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--scenarios", default=ALL, help="comma-separated subset of a-m (default all)")
-    ap.add_argument("--repeats", type=int, default=3, help="repeats of a-d and i (default 3)")
+    ap.add_argument("--repeats", type=int, default=3, help="repeats of a-d, i, j and m (default 3)")
     ap.add_argument(
         "--quick",
         action="store_true",
@@ -139,7 +140,7 @@ def main() -> int:
 
     load0 = os.getloadavg()
     atexit.register(sweep_leftovers)
-    from bench import conditions, core, lab, lab_scale, scale, snapshots, storage, traces
+    from bench import conditions, core, idle, lab, lab_scale, scale, snapshots, storage, traces
 
     rows: list[Row] = []
     try:
@@ -163,6 +164,8 @@ def main() -> int:
             log("scenario i: 1000-point traces")
             rows += traces.scenario_i(kinds, args.repeats, args.quick, notes)
         if "j" in which:
+            log("scenario j: the default single host, its floor (a bare prefect server)")
+            rows += idle.scenario_j_single(kinds, args.repeats, args.quick, notes)
             log("scenario j: a lab host on the lab Prefect server (PostgreSQL)")
             rows += lab.scenario_j(kinds, args.repeats, args.quick, notes)
         if "k" in which:

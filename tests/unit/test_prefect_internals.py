@@ -127,6 +127,10 @@ def test_service_switches_name_real_settings(monkeypatch: pytest.MonkeyPatch) ->
     internals.check_service_settings()
     env = internals.service_env()
     assert env["PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED"] == "false"
+    assert env["PREFECT_SERVER_SERVICES_CLEANUP_RECONCILER_ENABLED"] == "false"
+    # the services that tomato's features need stay on
+    for used in ("triggers", "event_persister", "foreman", "task_run_recorder", "repossessor"):
+        assert f"PREFECT_SERVER_SERVICES_{used.upper()}_ENABLED" not in env
     monkeypatch.setattr(internals, "OFF_SERVICES", ("scheduler", "no_such_service"))
     with pytest.raises(internals.PrefectInternalsChanged, match="no_such_service"):
         internals.check_service_settings()
@@ -187,3 +191,74 @@ def test_a_read_inside_a_write_transaction_does_not_wait_for_its_own_lock() -> N
     write lock of its own task until SQLite's 60 s busy timeout."""
     out = run(NESTED_READ)
     assert out.stdout.strip() == "204", out.stderr[-2000:]
+
+
+SERVER_HOME = """
+import os, sys, tempfile
+home = tempfile.mkdtemp()
+os.environ.update({
+    "PREFECT_HOME": home,
+    "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home}/prefect.db",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+})
+"""
+
+# run_server as the embedded server runs it, with uvicorn replaced by the app's lifespan
+# and one request through an in-process transport
+SERVED = (
+    SERVER_HOME
+    + """
+import asyncio
+import httpx, uvicorn
+from tomato_cli import prefect_internals
+
+def run(app, **options):
+    async def main() -> None:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://x/api") as client:
+                reply = await client.post("/flows/", json={"name": "probe"})
+                print("served", reply.status_code, "alembic" in sys.modules, options["port"])
+    asyncio.run(main())
+
+uvicorn.run = run
+migrated = prefect_internals.migrate_in_child()
+print("migrated", migrated, "alembic" in sys.modules)
+prefect_internals.run_server("127.0.0.1", 4321, migrated=migrated)
+"""
+)
+
+
+def test_the_server_runs_on_a_database_its_forked_child_migrated() -> None:
+    """Alembic runs in the child only: the server creates and serves without loading it
+    (what migrating leaves behind would stay in the server's memory)."""
+    out = run(SERVED)
+    lines = out.stdout.split("\n")
+    assert "migrated True False" in lines, out.stderr[-2000:]
+    assert "served 201 False 4321" in lines, out.stderr[-2000:]
+
+
+NOT_FORKED = (
+    SERVER_HOME
+    + """
+import threading
+from tomato_cli import prefect_internals
+with open(f"{home}/prefect.db", "w") as db:
+    db.write("not a database")
+print("broken", prefect_internals.migrate_in_child())
+os.remove(f"{home}/prefect.db")
+stop = threading.Event()
+threading.Thread(target=stop.wait).start()
+print("threads", prefect_internals.migrate_in_child(), os.path.exists(f"{home}/prefect.db"))
+stop.set()
+"""
+)
+
+
+def test_the_server_migrates_itself_where_the_child_did_not() -> None:
+    """A child that fails, or a process with threads (no fork), leaves migrating to the
+    server's own start, as stock Prefect does (which reports a failure in its log)."""
+    out = run(NOT_FORKED)
+    lines = out.stdout.split("\n")
+    assert "broken False" in lines, out.stderr[-2000:]
+    assert "threads False False" in lines, out.stderr[-2000:]

@@ -1,4 +1,5 @@
-"""Runs the embedded Prefect server: ``prefect server start`` with two SQLite fixes.
+"""Runs the embedded Prefect server: Prefect's server app, as ``prefect server start`` runs
+it, with two SQLite fixes, its database migrated by a short-lived child process.
 
 The fixes are applied through :mod:`tomato_cli.prefect_internals`, which
 checks that Prefect is shaped as they expect.
@@ -18,6 +19,11 @@ checks that Prefect is shaped as they expect.
    of a deployment keeps one open (to watch for its own suspension), so about 90
    running jobs filled the limit and every other request, health checks included,
    waited forever. Here only HTTP requests count.
+
+3. Alembic stays out of the server. The database is brought to Prefect's schema in a
+   forked child before the server starts (see
+   :func:`tomato_cli.prefect_internals.migrate_in_child`): what migrating leaves behind
+   would stay in the server's memory for its life (about 40 MiB on a new database).
 
 PostgreSQL servers are not changed.
 """
@@ -73,16 +79,25 @@ async def writer_turn() -> AsyncGenerator[None, None]:
 
 
 def main() -> None:
+    import argparse
+
     from tomato_cli import prefect_internals as internals
 
+    parser = argparse.ArgumentParser(description="tomato's embedded Prefect server")
+    parser.add_argument("--host", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
     try:
         internals.queue_sqlite_writers(writer_turn)
         internals.free_websockets_from_request_limit()
         internals.check_service_settings()
+        migrated = internals.migrate_in_child()
+        how = "migrated by a child process" if migrated else "migrated as the server starts"
+        print(f"tomato: Prefect server on {args.host}:{args.port}, database {how}", flush=True)
+        internals.run_server(args.host, args.port, migrated=migrated)
     except internals.PrefectInternalsChanged as exc:
         print(f"tomato: {exc}", file=sys.stderr, flush=True)
         sys.exit(3)
-    internals.run_server_cli(sys.argv[1:])
 
 
 if __name__ == "__main__":
