@@ -229,7 +229,10 @@ def migrate_in_child() -> bool:
 
     sys.stdout.flush()
     sys.stderr.flush()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:  # EAGAIN, ENOMEM: the server migrates itself
+        return False
     if pid == 0:  # the child: migrate, then leave without running the parent's exit code
         code = 1
         try:
@@ -238,9 +241,11 @@ def migrate_in_child() -> bool:
         except BaseException:
             traceback.print_exc()
         finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(code)
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status) == 0
 

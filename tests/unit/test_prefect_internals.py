@@ -4,9 +4,11 @@ in tests/integration/test_prefect_server.py and test_concurrency.py.)"""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import pytest
 
@@ -262,3 +264,40 @@ def test_the_server_migrates_itself_where_the_child_did_not() -> None:
     lines = out.stdout.split("\n")
     assert "broken False" in lines, out.stderr[-2000:]
     assert "threads False False" in lines, out.stderr[-2000:]
+
+
+def test_a_server_whose_port_is_taken_says_so_and_touches_no_database(tmp_path: Path) -> None:
+    """uvicorn binds only after the app's start-up (migrations, services): the port is
+    checked first, as `prefect server start` does, and the daemon reports why."""
+    from tomato_cli.orchestration.server import EmbeddedServer, PrefectTarget
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        home = tmp_path / "prefect"
+        target = PrefectTarget(f"http://127.0.0.1:{port}/api", embedded=True, home=home)
+        server = EmbeddedServer(target, port, tmp_path / "prefect-server.log")
+        why = server.ensure()
+    assert why is not None and f"port {port} on 127.0.0.1 is in use" in why, why
+    assert server.proc is not None and server.proc.returncode == 1
+    assert not list(home.glob("*.db")), "no database made beside the port's owner"
+
+
+def test_a_server_that_fails_after_its_start_line_is_not_reported_by_that_line(
+    tmp_path: Path,
+) -> None:
+    """The start line is information: only ``tomato: `` lines are reasons the daemon shows."""
+    from tomato_cli.orchestration.server import EmbeddedServer, PrefectTarget
+
+    home = tmp_path / "prefect"
+    (home / "prefect.db").mkdir(parents=True)  # SQLite cannot open it: the start-up fails
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    target = PrefectTarget(f"http://127.0.0.1:{port}/api", embedded=True, home=home)
+    server = EmbeddedServer(target, port, tmp_path / "prefect-server.log")
+    why = server.ensure()
+    log = server.logfile.read_text()
+    assert "embedded Prefect server on 127.0.0.1" in log, log[-2000:]
+    assert why == "embedded Prefect server did not become healthy (see prefect-server.log)", why

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import sys
 import weakref
 from collections.abc import AsyncGenerator
@@ -78,6 +79,20 @@ async def writer_turn() -> AsyncGenerator[None, None]:
             lock.release()
 
 
+def port_taken(host: str, port: int) -> str | None:
+    """Why the server cannot listen on ``host:port``, checked as ``prefect server start``
+    checks it, before anything else: uvicorn binds only after the app's start-up (the
+    database migrated, the services running), which must not happen beside another server
+    on the same database."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            return f"port {port} on {host} is in use ({exc.strerror})"
+    return None
+
+
 def main() -> None:
     import argparse
 
@@ -87,13 +102,17 @@ def main() -> None:
     parser.add_argument("--host", required=True)
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
+    refused = port_taken(args.host, args.port)
+    if refused:
+        print(f"tomato: {refused}", flush=True)  # the daemon reports the last such line
+        sys.exit(1)
     try:
         internals.queue_sqlite_writers(writer_turn)
         internals.free_websockets_from_request_limit()
         internals.check_service_settings()
         migrated = internals.migrate_in_child()
         how = "migrated by a child process" if migrated else "migrated as the server starts"
-        print(f"tomato: Prefect server on {args.host}:{args.port}, database {how}", flush=True)
+        print(f"embedded Prefect server on {args.host}:{args.port}, database {how}", flush=True)
         internals.run_server(args.host, args.port, migrated=migrated)
     except internals.PrefectInternalsChanged as exc:
         print(f"tomato: {exc}", file=sys.stderr, flush=True)
