@@ -129,9 +129,9 @@ def test_service_switches_name_real_settings(monkeypatch: pytest.MonkeyPatch) ->
     internals.check_service_settings()
     env = internals.service_env()
     assert env["PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED"] == "false"
-    assert env["PREFECT_SERVER_SERVICES_CLEANUP_RECONCILER_ENABLED"] == "false"
-    # the services that tomato's features need stay on
-    for used in ("triggers", "event_persister", "foreman", "task_run_recorder", "repossessor"):
+    # the services that tomato's features (or a user's own Prefect workers) need stay on
+    kept = ("triggers", "event_persister", "foreman", "task_run_recorder", "repossessor")
+    for used in (*kept, "cleanup_reconciler"):
         assert f"PREFECT_SERVER_SERVICES_{used.upper()}_ENABLED" not in env
     monkeypatch.setattr(internals, "OFF_SERVICES", ("scheduler", "no_such_service"))
     with pytest.raises(internals.PrefectInternalsChanged, match="no_such_service"):
