@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.core import DEVICES
-from bench.lab import measure
-from bench.processes import cpu_percent, cpu_seconds, kill_world, memory
+from bench.lab import measure, record_idle
+from bench.processes import cpu_seconds, kill_world, memory
 from bench.stats import Row, median, row
 from bench.world import CREATED, OURS_BIN, TMP_PREFIX, World, free_port, log
 from tomato_cli.orchestration.server import PrefectTarget, is_healthy, server_env
@@ -84,24 +84,24 @@ class BareServer:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+def record_restart(root: Path, m: dict[str, list[Any]], seconds: float) -> None:
+    """A second start on the same folders took ``seconds``: its CPU time, and 5 s later
+    the memory again."""
+    m["restart"].append(seconds)
+    m["restart_cpu"].append(cpu_seconds(root))
+    time.sleep(5)
+    m["uss_again"].append(memory(root).uss)
+
+
 def measure_floor(m: dict[str, list[Any]], window: float) -> None:
     """As :func:`measure_host`, for the bare server: fresh, idle, stopped, started again."""
     server = BareServer()
     try:
         m["usable"].append(server.start())
         m["start_cpu"].append(cpu_seconds(server.root))
-        time.sleep(5)
-        idle = memory(server.root)
-        m["nproc"].append(idle.nproc)
-        m["rss"].append(idle.rss)
-        m["pss"].append(idle.pss)
-        m["uss"].append(idle.uss)
-        m["cpu"].append(cpu_percent(server.root, window))
+        idle = record_idle(server.root, m, window)
         server.stop()
-        m["restart"].append(server.start())
-        m["restart_cpu"].append(cpu_seconds(server.root))
-        time.sleep(5)
-        m["uss_again"].append(memory(server.root).uss)
+        record_restart(server.root, m, server.start())
         log(
             f"j floor: healthy {m['usable'][-1]:.2f} s ({m['start_cpu'][-1]:.1f} CPU-s), "
             f"again {m['restart'][-1]:.2f} s ({m['restart_cpu'][-1]:.1f} CPU-s), "
@@ -120,10 +120,7 @@ def measure_host(world: World, m: dict[str, list[Any]], window: float) -> None:
     t0 = time.monotonic()
     world.start()
     world.wait_usable()
-    m["restart"].append(time.monotonic() - t0)
-    m["restart_cpu"].append(cpu_seconds(world.root))
-    time.sleep(5)
-    m["uss_again"].append(memory(world.root).uss)
+    record_restart(world.root, m, time.monotonic() - t0)
     log(
         f"j {world.kind}: restart until usable {m['restart'][-1]:.2f} s "
         f"({m['restart_cpu'][-1]:.1f} CPU-s), "

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from bench.core import DEVICES
-from bench.processes import cpu_percent, cpu_seconds, kill_world, memory
+from bench.processes import Usage, cpu_percent, cpu_seconds, kill_world, memory
 from bench.stats import Row, row
 from bench.world import OURS_BIN, TMP_PREFIX, World, free_port, log
 from tomato_cli.models import load_settings, write_settings
@@ -88,20 +88,26 @@ def lab_host(
     return world
 
 
-def measure(world: World, m: dict[str, list[float]], idle_window: float) -> None:
+def record_idle(root: Path, m: dict[str, list[Any]], idle_window: float) -> Usage:
+    """5 s after a start: the processes, their memory and their CPU over ``idle_window``."""
+    time.sleep(5)
+    idle = memory(root)
+    m["nproc"].append(idle.nproc)
+    m["rss"].append(idle.rss)
+    m["pss"].append(idle.pss)
+    m["uss"].append(idle.uss)
+    m["cpu"].append(cpu_percent(root, idle_window))
+    m.setdefault("kinds", []).append(idle.by_kind)
+    return idle
+
+
+def measure(world: World, m: dict[str, list[Any]], idle_window: float) -> None:
     t0 = time.monotonic()
     m["start_cmd"].append(world.start())
     world.wait_usable()
     m["usable"].append(time.monotonic() - t0)
     m.setdefault("start_cpu", []).append(cpu_seconds(world.root))
-    time.sleep(5)
-    idle = memory(world.root)
-    m["nproc"].append(idle.nproc)
-    m["rss"].append(idle.rss)
-    m["pss"].append(idle.pss)
-    m["uss"].append(idle.uss)
-    m["cpu"].append(cpu_percent(world.root, idle_window))
-    m.setdefault("kinds", []).append(idle.by_kind)  # type: ignore[arg-type]
+    idle = record_idle(world.root, m, idle_window)
     log(
         f"j {world.kind}: start {m['start_cmd'][-1]:.2f} s, usable {m['usable'][-1]:.2f} s "
         f"({m['start_cpu'][-1]:.1f} CPU-s), "

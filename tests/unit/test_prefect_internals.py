@@ -156,14 +156,22 @@ def test_heartbeat_guard() -> None:
         internals.send_worker_heartbeat(types.SimpleNamespace(), "pool", "me", 30.0)
 
 
-NESTED_READ = """
-import asyncio, os, sys, tempfile
+# a script's first lines: a fresh PREFECT_HOME with its SQLite database, set before Prefect
+# is imported (its settings are read then)
+SERVER_HOME = """
+import os, sys, tempfile
 home = tempfile.mkdtemp()
 os.environ.update({
     "PREFECT_HOME": home,
     "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home}/prefect.db",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
 })
+"""
+
+NESTED_READ = (
+    SERVER_HOME
+    + """
+import asyncio
 from tomato_cli import prefect_internals
 from tomato_cli.orchestration.prefect_server import writer_turn
 prefect_internals.queue_sqlite_writers(writer_turn)
@@ -186,6 +194,7 @@ async def main() -> None:
 
 asyncio.run(main())
 """
+)
 
 
 def test_a_read_inside_a_write_transaction_does_not_wait_for_its_own_lock() -> None:
@@ -194,16 +203,6 @@ def test_a_read_inside_a_write_transaction_does_not_wait_for_its_own_lock() -> N
     out = run(NESTED_READ)
     assert out.stdout.strip() == "204", out.stderr[-2000:]
 
-
-SERVER_HOME = """
-import os, sys, tempfile
-home = tempfile.mkdtemp()
-os.environ.update({
-    "PREFECT_HOME": home,
-    "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home}/prefect.db",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-})
-"""
 
 # run_server as the embedded server runs it, with uvicorn replaced by the app's lifespan
 # and one request through an in-process transport
