@@ -33,14 +33,14 @@ SUPPORTED = "3.9"
 
 # Server services tomato does not use (setting names under server.services). The
 # scheduler, late-runs and pause-expiration services would move or mark tomato's waiting
-# runs, and cancels are handled by the daemon. (The triggers
-# service, with the actions it runs, and the event persister run the automations of
-# periodic snapshots; the foreman shows the pool, its queues and the deployment Not Ready
-# when the daemon is gone; the task run recorder records the runs of job steps; the
-# repossessor frees a pipeline's slot whose lease the daemon could not give back; the
-# vacuum of events bounds the database; the cleanup reconciler serves the Prefect workers
-# a user may run on this server for flows of their own. The UI, the event stream out and
-# block registration stay too.)
+# runs, and cancels are handled by the daemon. (The triggers service, with the actions
+# it runs, and the event persister run the automations of periodic snapshots; the
+# foreman shows the pool, its queues and the deployment Not Ready when the daemon is
+# gone; the task run recorder records the runs of job steps; the repossessor frees a
+# pipeline's slot whose lease the daemon could not give back; the vacuum of events
+# bounds the database; the cleanup reconciler serves the Prefect workers a user may run
+# on this server for flows of their own. The UI, the event stream out and block
+# registration stay too.)
 OFF_SERVICES = (
     "scheduler",
     "late_runs",
